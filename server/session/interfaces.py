@@ -8,7 +8,7 @@ mono PCM as numpy arrays; the session owns wire encodings and resampling.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -139,8 +139,13 @@ class SpeechEngine(Protocol):
     async def transcribe(self, request: TranscriptionRequest) -> Transcript:
         """Speech-to-text for turn input and `audio.input.transcription`."""
 
-    def respond(self, request: ResponseRequest) -> AsyncIterator[ResponseChunk]:
+    def respond(
+        self, request: ResponseRequest, *, on_mark: Callable[[str, float], None] | None = None
+    ) -> AsyncIterator[ResponseChunk]:
         """Stream the reply. Cancelling the iteration must stop all work promptly.
+
+        `on_mark(stage, monotonic_time)` reports stage timings (e.g. the brain's
+        first output, the first synthesized audio) for benchmarks.
 
         With "audio" in `output_modalities`, each OutputText is followed by the
         OutputAudio that speaks it; with ["text"] no audio is produced.

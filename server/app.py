@@ -1,0 +1,80 @@
+"""The composition root: `create_app(config)` builds the server the CLI and the tests run."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import WSCloseCode, web
+
+from .config import ServerConfig
+from .context import ServerContext
+from .engines.factory import build_engine, session_defaults
+from .session.interfaces import SpeechEngine
+from .transports.websocket import check_key, realtime_websocket
+
+_LOGGER = logging.getLogger(__name__)
+
+EngineFactory = Callable[[ServerConfig, ThreadPoolExecutor], SpeechEngine]
+
+
+def create_app(config: ServerConfig, *, engine_factory: EngineFactory | None = None) -> web.Application:
+    """Build the aiohttp application.
+
+    `engine_factory` replaces the configured engine (tests use a scripted one);
+    by default the engine named in the config is built and warmed up at start,
+    so the first turn is as fast as any other.
+    """
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    factory = engine_factory or build_engine
+
+    async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
+        executor = ThreadPoolExecutor(max_workers=config.engine.workers, thread_name_prefix="hearth-infer")
+        loop = asyncio.get_running_loop()
+        engine = await loop.run_in_executor(executor, factory, config, executor)
+        warm_up = getattr(engine, "warm_up", None)
+        if warm_up is not None:
+            await warm_up()
+        app[ServerContext.KEY] = ServerContext(config=config, engine=engine,
+                                               session_defaults=session_defaults(config))
+        _LOGGER.info("engine ready")
+        yield
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    async def close_websockets(app: web.Application) -> None:
+        ctx = app.get(ServerContext.KEY)
+        if ctx is None:
+            return
+        for ws in list(ctx.websockets):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+    app.cleanup_ctx.append(engine_ctx)
+    app.on_shutdown.append(close_websockets)
+    for prefix in ("/v1", ""):
+        app.router.add_get(f"{prefix}/realtime", realtime_websocket)
+    app.router.add_get("/healthz", health)
+    app.router.add_get("/v1/hearth/timings", timings)
+    return app
+
+
+async def health(request: web.Request) -> web.Response:
+    ctx = request.app[ServerContext.KEY]
+    return web.json_response({"status": "ok", "sessions": len(ctx.sessions)})
+
+
+async def timings(request: web.Request) -> web.Response:
+    """Stage timestamps of recent turns of live sessions (for bench/latency.py)."""
+    ctx = request.app[ServerContext.KEY]
+    offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or None
+    if check_key(ctx.config.server.api_key, offered) is not None:
+        raise web.HTTPUnauthorized(text='{"error": {"message": "Incorrect API key provided."}}',
+                                   content_type="application/json")
+    sessions = []
+    for session in list(ctx.sessions):
+        sessions.append({
+            "id": session.id,
+            "turns": [{"item_id": t.item_id, "response_id": t.response_id, "marks": t.marks} for t in session.timings],
+        })
+    return web.json_response({"sessions": sessions})
