@@ -132,7 +132,12 @@ class WhisperTranscriber:
             return self._model
 
     async def warm_up(self) -> None:
-        """Load the model and decode one second of silence so the first turn is fast."""
+        """Load the model and decode one second of silence so the first turn is fast.
+
+        Raises ModelNotAvailableError (not TranscriptionError) for a bad model, so
+        a misconfigured server fails at start with the message that fixes it.
+        """
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.load)
         silence = np.zeros(PIPELINE_RATE, dtype=np.float32)
         await self.transcribe(TranscriptionRequest(audio=silence))
 

@@ -1,0 +1,218 @@
+"""The local cascade engine: server VAD -> Whisper -> brain -> sentence-chunked piper.
+
+`respond` runs two explicit stages with one owner for cancellation (the
+`respond` generator itself):
+
+* the *thinking* task iterates the brain and splits its text into sentences,
+  putting sentences and function calls on a queue; it never waits for speech,
+  so the brain keeps streaming while sentence 1 is being spoken;
+* the generator takes items off the queue in order and, for each sentence,
+  yields its text and then the audio piper makes for it.
+
+Closing the generator or cancelling the task that iterates it cancels the
+thinking task (and so the brain's stream) and stops piper after the sentence
+in progress; `respond` returns only once both have let go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from hearth.server.session.interfaces import (
+    OutputAudio,
+    OutputFunctionCall,
+    OutputText,
+    ResponseChunk,
+    ResponseRequest,
+    Transcript,
+    TranscriptionRequest,
+)
+
+from .brain import Brain
+from .sentences import SentenceSplitter, is_speakable
+from .stt import WhisperTranscriber
+from .tts import PiperSynthesizer
+from .vad import SileroVad
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Stage names passed to `on_mark`, each at most once per response.
+MARK_BRAIN_FIRST = "brain_first_output"  # first text delta or function call from the brain
+MARK_FIRST_SENTENCE = "first_sentence"  # first sentence complete, handed to TTS
+MARK_FIRST_AUDIO = "tts_first_audio"  # first audio chunk yielded
+MARK_BRAIN_DONE = "brain_done"  # the brain's stream ended
+MARK_DONE = "done"  # everything yielded
+
+#: Receives (stage name, `time.monotonic()` when the stage was reached), the
+#: convention of `SpeechEngine.respond` and the session's turn timings.
+MarkCallback = Callable[[str, float], None]
+
+T = TypeVar("T")
+
+
+class CascadeEngine:
+    """A `SpeechEngine` made of local models and a pluggable brain."""
+
+    needs_transcripts = True
+
+    def __init__(
+        self,
+        brain: Brain,
+        transcriber: WhisperTranscriber,
+        synthesizer: PiperSynthesizer,
+        vad_model_path: str | Path | None = None,
+    ) -> None:
+        """Receives built stages; the composition root decides models and executors."""
+        self._brain = brain
+        self._transcriber = transcriber
+        self._synthesizer = synthesizer
+        self._vad_model_path = vad_model_path
+
+    def new_vad(self) -> SileroVad:
+        """A fresh Silero VAD state for one session (the model itself is shared)."""
+        return SileroVad(self._vad_model_path)
+
+    async def transcribe(self, request: TranscriptionRequest) -> Transcript:
+        """Whisper, off the event loop."""
+        return await self._transcriber.transcribe(request)
+
+    async def warm_up(self) -> None:
+        """Load the VAD, Whisper and piper models and run each once (call at server start)."""
+        self.new_vad()
+        await asyncio.gather(self._transcriber.warm_up(), self._synthesizer.warm_up())
+
+    async def respond(
+        self, request: ResponseRequest, *, on_mark: MarkCallback | None = None
+    ) -> AsyncIterator[ResponseChunk]:
+        """Stream the reply: per sentence its text, then its audio; calls pass through.
+
+        With ["text"] modalities the brain's deltas pass through unchanged. The
+        OutputText pieces always join to exactly the brain's text. `on_mark`, if
+        given, is called once per MARK_* stage with its `time.monotonic()`
+        timestamp, for benchmarks and logs.
+        """
+        marks = _Marks(on_mark)
+        if "audio" in request.output_modalities:
+            stream = self._spoken(request, marks)
+        else:
+            stream = self._written(request, marks)
+        async with _closing(stream):
+            async for chunk in stream:
+                yield chunk
+        marks.once(MARK_DONE)
+
+    async def _written(self, request: ResponseRequest, marks: _Marks) -> AsyncIterator[ResponseChunk]:
+        events = self._brain.respond(request)
+        async with _closing(events):
+            async for event in events:
+                marks.once(MARK_BRAIN_FIRST)
+                yield event
+        marks.once(MARK_BRAIN_DONE)
+
+    async def _spoken(self, request: ResponseRequest, marks: _Marks) -> AsyncIterator[ResponseChunk]:
+        queue: asyncio.Queue[str | OutputFunctionCall | _BrainEnd] = asyncio.Queue()
+        thinking = asyncio.create_task(self._think(request, queue, marks), name="cascade-brain")
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, _BrainEnd):
+                    if item.error is not None:
+                        raise item.error
+                    return
+                if isinstance(item, OutputFunctionCall):
+                    yield item
+                    continue
+                yield OutputText(delta=item)
+                if is_speakable(item):
+                    speech = self._speak(item, request)
+                    async with _closing(speech):
+                        async for audio in speech:
+                            marks.once(MARK_FIRST_AUDIO)
+                            yield audio
+        finally:
+            thinking.cancel()
+            await asyncio.wait([thinking])
+
+    async def _think(
+        self,
+        request: ResponseRequest,
+        queue: asyncio.Queue[str | OutputFunctionCall | _BrainEnd],
+        marks: _Marks,
+    ) -> None:
+        """Thinking stage: brain events -> sentences and calls on `queue`, then an end marker."""
+        splitter = SentenceSplitter()
+        try:
+            events = self._brain.respond(request)
+            async with _closing(events):
+                async for event in events:
+                    marks.once(MARK_BRAIN_FIRST)
+                    if isinstance(event, OutputText):
+                        for sentence in splitter.feed(event.delta):
+                            marks.once(MARK_FIRST_SENTENCE)
+                            queue.put_nowait(sentence)
+                    else:
+                        # Text before a call is spoken before the call goes out.
+                        for sentence in splitter.flush():
+                            marks.once(MARK_FIRST_SENTENCE)
+                            queue.put_nowait(sentence)
+                        queue.put_nowait(event)
+            for sentence in splitter.flush():
+                marks.once(MARK_FIRST_SENTENCE)
+                queue.put_nowait(sentence)
+            marks.once(MARK_BRAIN_DONE)
+        except Exception as exc:  # re-raised by the consuming side
+            queue.put_nowait(_BrainEnd(exc))
+        else:
+            queue.put_nowait(_BrainEnd(None))
+
+    async def _speak(self, sentence: str, request: ResponseRequest) -> AsyncIterator[OutputAudio]:
+        rate = self._synthesizer.sample_rate_for(request.voice)
+        audio = self._synthesizer.synthesize(sentence.strip(), request.voice, request.speed)
+        async with _closing(audio):
+            async for pcm in audio:
+                yield OutputAudio(pcm=pcm, rate=rate)
+
+
+@dataclass(frozen=True)
+class _BrainEnd:
+    error: Exception | None
+
+
+class _Marks:
+    """Calls the `on_mark` callback once per stage name with a monotonic timestamp."""
+
+    def __init__(self, callback: MarkCallback | None) -> None:
+        self._callback = callback
+        self._seen: set[str] = set()
+
+    def once(self, name: str) -> None:
+        if self._callback is None or name in self._seen:
+            return
+        self._seen.add(name)
+        try:
+            self._callback(name, time.monotonic())
+        except Exception:  # a broken timing hook must not break the reply
+            _LOGGER.exception("on_mark callback failed for %s", name)
+
+
+@contextlib.asynccontextmanager
+async def _closing(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """Close an async generator when leaving the block, even on cancellation.
+
+    `async for` does not close the generator it iterates when the loop body is
+    interrupted; without this, a closed response would leave its inner streams
+    (and their worker threads) to the garbage collector.
+    """
+    try:
+        yield stream
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()

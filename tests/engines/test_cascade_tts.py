@@ -1,0 +1,115 @@
+"""Piper TTS with the bundled joe voice, streamed sentence by sentence."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hearth.server.engines.cascade.errors import ModelNotAvailableError
+from hearth.server.engines.cascade.tts import (
+    OPENAI_VOICES,
+    PiperConfig,
+    PiperSynthesizer,
+    bundled_voice_path,
+    length_scale_for,
+)
+
+THREE_SENTENCES = "The kitchen light is on. The hall lamp is off. The door is locked."
+MANY_SENTENCES = " ".join(f"This is sentence number {n} of a long reply." for n in range(1, 9))
+
+
+async def collect(synth: PiperSynthesizer, text: str, voice: str = "alloy", speed: float = 1.0) -> list[np.ndarray]:
+    return [chunk async for chunk in synth.synthesize(text, voice, speed)]
+
+
+async def test_streams_one_int16_chunk_per_sentence(synthesizer: PiperSynthesizer) -> None:
+    chunks = await collect(synthesizer, THREE_SENTENCES)
+    assert len(chunks) == 3
+    assert all(c.dtype == np.int16 and c.ndim == 1 and c.size > 0 for c in chunks)
+    assert synthesizer.sample_rate_for("alloy") == 22050
+    seconds = sum(c.size for c in chunks) / 22050
+    assert 3.0 < seconds < 10.0
+
+
+async def test_first_chunk_arrives_before_synthesis_finishes(synthesizer: PiperSynthesizer) -> None:
+    start = time.perf_counter()
+    arrivals = []
+    async for _ in synthesizer.synthesize(MANY_SENTENCES, "alloy", 1.0):
+        arrivals.append(time.perf_counter() - start)
+    assert len(arrivals) == 8
+    # Sentences are synthesized one after another, so the first is handed over early.
+    assert arrivals[0] < arrivals[-1] / 3
+
+
+async def test_closing_the_stream_stops_synthesis_after_the_current_sentence(
+    synthesizer: PiperSynthesizer,
+) -> None:
+    start = time.perf_counter()
+    full = await collect(synthesizer, MANY_SENTENCES)
+    full_time = time.perf_counter() - start
+
+    start = time.perf_counter()
+    stream = synthesizer.synthesize(MANY_SENTENCES, "alloy", 1.0)
+    first = await anext(stream)
+    await stream.aclose()  # returns once the worker has let go
+    assert synthesizer.active_streams == 0
+    partial_time = time.perf_counter() - start
+    assert first.size > 0 and len(full) == 8
+    assert partial_time < full_time / 2
+
+
+async def test_speed_changes_duration(synthesizer: PiperSynthesizer) -> None:
+    text = "Okay, I turned on the kitchen light."
+
+    def seconds(chunks: list[np.ndarray]) -> float:
+        return sum(c.size for c in chunks) / 22050
+
+    normal = seconds(await collect(synthesizer, text, speed=1.0))
+    fast = seconds(await collect(synthesizer, text, speed=1.5))
+    slow = seconds(await collect(synthesizer, text, speed=0.5))
+    assert 0.5 < fast / normal < 0.8
+    assert 1.6 < slow / normal < 2.4
+
+
+def test_speed_maps_to_a_clamped_length_scale() -> None:
+    assert length_scale_for(1.0, 1.0) == 1.0
+    assert length_scale_for(1.0, 2.0) == pytest.approx(1 / 1.5)
+    assert length_scale_for(1.0, 0.1) == pytest.approx(4.0)
+    assert length_scale_for(1.2, 0.5) == pytest.approx(2.4)
+
+
+def test_every_voice_name_maps_to_the_default_voice_unless_configured(tmp_path: Path) -> None:
+    default = bundled_voice_path()
+    plain = PiperSynthesizer(PiperConfig())
+    for name in (*OPENAI_VOICES, "my-custom-voice", ""):
+        assert plain.voice_path(name) == default
+
+    custom = str(tmp_path / "custom.onnx")
+    configured = PiperSynthesizer(PiperConfig(voices={"echo": custom}))
+    assert configured.voice_path("echo") == Path(custom)
+    assert configured.voice_path("alloy") == default
+
+    by_name = PiperSynthesizer(PiperConfig(voices={"house": custom}, default_voice="house"))
+    assert by_name.voice_path("shimmer") == Path(custom)
+    assert by_name.voice_path("house") == Path(custom)
+
+
+def test_a_missing_voice_file_is_a_clear_error(tmp_path: Path) -> None:
+    synth = PiperSynthesizer(PiperConfig(voices={"echo": str(tmp_path / "gone.onnx")}))
+    with pytest.raises(ModelNotAvailableError, match="gone.onnx"):
+        synth.sample_rate_for("echo")
+    with pytest.raises(ModelNotAvailableError, match="gone.onnx"):
+        synth.load("echo")
+    assert synth.sample_rate_for("alloy") == 22050
+
+
+async def test_a_configured_voice_is_loaded_from_its_path(executor) -> None:
+    synth = PiperSynthesizer(
+        PiperConfig(voices={"cedar": str(bundled_voice_path())}, threads=1), executor=executor
+    )
+    await synth.warm_up()
+    chunks = await collect(synth, "Hello there.", voice="cedar")
+    assert len(chunks) == 1 and chunks[0].size > 10_000
