@@ -1,0 +1,33 @@
+"""Runs the house server until interrupted (`hearth server`)."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from .app import create_app
+from .config import ServerConfig
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def run(config: ServerConfig) -> None:
+    host, port = config.server.host, config.server.port
+    auth = "API key required" if config.server.api_key else "no API key (loopback only)" \
+        if not config.server.allow_unauthenticated else "no API key (allow_unauthenticated)"
+    _LOGGER.info("loading models; the server listens once they are warm")
+
+    def ready(_: object) -> None:
+        print(f"Hearth is ready: ws://{host}:{port}/v1/realtime ({auth})", flush=True)
+
+    app = create_app(config)
+    app.on_startup.append(_announce(ready))
+    web.run_app(app, host=host, port=port, print=None, shutdown_timeout=5.0)
+
+
+def _announce(callback):  # noqa: ANN001, ANN202 - aiohttp signal signature
+    async def on_startup(app: web.Application) -> None:
+        callback(app)
+
+    return on_startup
