@@ -333,7 +333,12 @@ class RealtimeSession:
             raise RealtimeProtocolError(
                 message=f"The input audio buffer holds more than {MAX_BUFFER_S // 60} minutes; commit or clear it.",
                 code="input_audio_buffer_full")
-        wire = decode(fmt, raw)
+        self.append_audio(decode(fmt, raw))
+
+    def append_audio(self, wire: np.ndarray) -> None:
+        """Append int16 audio at the session's input format rate (transports without base64 use this)."""
+        if self.closed:
+            return
         pipe = self._in_resampler.process(wire).astype(np.float32) / 32768.0
         self.buffer.append(wire, pipe)
         for signal in self.detector.feed(pipe):
