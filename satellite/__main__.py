@@ -1,0 +1,7 @@
+"""``python -m hearth.satellite``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

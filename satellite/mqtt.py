@@ -1,0 +1,283 @@
+"""The satellite's MQTT connection (paho-mqtt).
+
+* MQTT 5 when the broker supports it, else 3.1.1 (``mqtt.protocol: auto``):
+  a broker that answers CONNECT with "unsupported protocol version" (the
+  embedded amqtt broker does) gets a 3.1.1 client on the next attempt.
+* The retained status topic has a last will ``offline``; a clean shutdown
+  publishes ``offline`` itself (a will is not sent on a clean disconnect).
+* paho reconnects with exponential backoff (``reconnect_min`` doubling to
+  ``reconnect_max``); every (re)connect resubscribes and the satellite
+  republishes its retained status, so a broker restart without persistence
+  heals itself.
+* TCP_NODELAY on the socket: without it every QoS 1 round trip can wait for
+  Nagle's algorithm (44 ms per round trip measured with the embedded broker).
+
+Incoming messages are decoded here (with :mod:`hearth.wire`) and handed to the
+satellite's main loop through a queue as :class:`LinkEvent` objects; nothing
+here touches satellite state.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import ssl
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import paho.mqtt.client as paho
+
+from hearth.wire import (
+    AudioFrame,
+    Message,
+    MqttUrl,
+    ProtocolError,
+    SatelliteCommand,
+    SatelliteStatus,
+    ServerStatus,
+    UnknownMessageType,
+    decode_satellite_command,
+    decode_server_status,
+    topics,
+)
+from hearth.wire.topics import QOS_AUDIO, QOS_CONTROL
+
+from .config import MqttSection
+
+_LOGGER = logging.getLogger(__name__)
+
+# CONNACK codes meaning "this broker does not speak MQTT 5": 0x84 in v5, 1 in 3.1.1.
+_UNSUPPORTED_PROTOCOL = {0x84, 1}
+
+
+@dataclass(frozen=True)
+class LinkUp:
+    protocol: str
+
+
+@dataclass(frozen=True)
+class LinkDown:
+    reason: str
+
+
+@dataclass(frozen=True)
+class CommandReceived:
+    command: SatelliteCommand
+
+
+@dataclass(frozen=True)
+class ReplyFrameReceived:
+    frame: AudioFrame
+
+
+@dataclass(frozen=True)
+class ServerStatusReceived:
+    status: ServerStatus
+
+
+@dataclass(frozen=True)
+class BadMessage:
+    error: ProtocolError
+
+
+LinkEvent = Union[LinkUp, LinkDown, CommandReceived, ReplyFrameReceived, ServerStatusReceived, BadMessage]
+
+
+class MqttLink:
+    """One satellite's broker connection. Thread-safe publishing; events go to ``inbox``."""
+
+    def __init__(
+        self,
+        url: MqttUrl,
+        config: MqttSection,
+        satellite_id: str,
+        inbox: "queue.Queue[object]",
+    ) -> None:
+        self.url = url
+        self.config = config
+        self.satellite_id = satellite_id
+        self.inbox = inbox
+        self._protocol = paho.MQTTv311 if config.protocol == "3.1.1" else paho.MQTTv5
+        self._client: paho.Client | None = None
+        self._connected = threading.Event()
+        self._fallback = threading.Event()
+        self._stopping = False
+        self._status_topic = topics.satellite_status(satellite_id)
+        self._event_topic = topics.satellite_event(satellite_id)
+        self._audio_topic = topics.satellite_audio(satellite_id)
+        self._command_topic = topics.satellite_command(satellite_id)
+        self._reply_topic = topics.satellite_reply(satellite_id)
+
+    # -- lifecycle ---------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def protocol_name(self) -> str:
+        return "5" if self._protocol == paho.MQTTv5 else "3.1.1"
+
+    def start(self) -> None:
+        self._stopping = False
+        self._client = self._make_client()
+        kwargs = {"clean_start": True} if self._protocol == paho.MQTTv5 else {}
+        self._client.connect_async(self.url.host, self.url.port, keepalive=self.config.keepalive, **kwargs)
+        self._client.loop_start()
+        _LOGGER.info("Connecting to %s (MQTT %s)", self.url.redacted(), self.protocol_name)
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Block until connected (handling a protocol fallback meanwhile)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.poll()
+            if self._connected.wait(0.05):
+                return True
+        return False
+
+    def poll(self) -> None:
+        """Called often from the main loop: performs a pending MQTT 5 → 3.1.1 fallback."""
+        if self._fallback.is_set():
+            self._fallback.clear()
+            _LOGGER.warning("Broker %s does not support MQTT 5; using MQTT 3.1.1", self.url.redacted())
+            self._shutdown_client()
+            self._protocol = paho.MQTTv311
+            self.start()
+
+    def stop(self, final_status: SatelliteStatus | None = None) -> None:
+        """Publish ``final_status`` (normally offline), then disconnect cleanly."""
+        self._stopping = True
+        client = self._client
+        if client is None:
+            return
+        if final_status is not None and self.connected:
+            info = client.publish(self._status_topic, final_status.to_json(), qos=QOS_CONTROL, retain=True)
+            try:
+                info.wait_for_publish(timeout=2)
+            except (RuntimeError, ValueError):
+                pass
+        self._shutdown_client()
+
+    def _shutdown_client(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            client.disconnect()
+        finally:
+            client.loop_stop()
+            self._connected.clear()
+
+    def _make_client(self) -> paho.Client:
+        client_id = self.config.client_id or f"hearth-satellite-{self.satellite_id}"
+        kwargs = {} if self._protocol == paho.MQTTv5 else {"clean_session": True}
+        client = paho.Client(
+            callback_api_version=paho.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=self._protocol,
+            **kwargs,
+        )
+        username = self.config.username or self.url.username
+        password = self.config.password or self.url.password
+        if self.config.password_file:
+            password = Path(self.config.password_file).read_text(encoding="utf-8").splitlines()[0].strip()
+        if username is not None:
+            client.username_pw_set(username, password)
+        if self.url.tls:
+            tls = self.config.tls
+            client.tls_set(
+                ca_certs=tls.ca_file,
+                certfile=tls.cert_file,
+                keyfile=tls.key_file,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+            client.tls_insecure_set(tls.insecure)
+        client.will_set(
+            self._status_topic, SatelliteStatus.offline(self.satellite_id).to_json(), qos=QOS_CONTROL, retain=True
+        )
+        client.reconnect_delay_set(
+            min_delay=self.config.reconnect_min,  # type: ignore[arg-type] - floats work
+            max_delay=self.config.reconnect_max,  # type: ignore[arg-type]
+        )
+        client.on_socket_open = self._on_socket_open
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    # -- publishing --------------------------------------------------------------
+    def publish_status(self, status: SatelliteStatus) -> None:
+        self._publish(self._status_topic, status.to_json(), QOS_CONTROL, retain=True)
+
+    def publish_event(self, message: Message) -> None:
+        self._publish(self._event_topic, message.to_json(), QOS_CONTROL)
+
+    def publish_audio(self, frame: AudioFrame) -> None:
+        self._publish(self._audio_topic, frame.to_bytes(), QOS_AUDIO)
+
+    def _publish(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
+        client = self._client
+        if client is None or not self.connected:
+            _LOGGER.debug("not connected; dropped a message for %s", topic)
+            return
+        info = client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            _LOGGER.debug("publish to %s failed: %s", topic, paho.error_string(info.rc))
+
+    # -- paho callbacks (paho's network thread) -------------------------------------
+    @staticmethod
+    def _on_socket_open(client: paho.Client, userdata: object, sock: object) -> None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
+        except (OSError, AttributeError):  # e.g. a websocket or unix socket
+            _LOGGER.debug("could not set TCP_NODELAY", exc_info=True)
+
+    def _on_connect(self, client: paho.Client, userdata: object, flags: object, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            if (
+                self._protocol == paho.MQTTv5
+                and self.config.protocol == "auto"
+                and reason_code.value in _UNSUPPORTED_PROTOCOL
+            ):
+                self._fallback.set()
+                return
+            _LOGGER.error("Broker %s refused the connection: %s", self.url.redacted(), reason_code)
+            return
+        client.subscribe(
+            [
+                (self._command_topic, QOS_CONTROL),
+                (self._reply_topic, QOS_AUDIO),
+                (topics.all_server_statuses(), QOS_CONTROL),
+            ]
+        )
+        self._connected.set()
+        _LOGGER.info("Connected to %s (MQTT %s)", self.url.redacted(), self.protocol_name)
+        self.inbox.put(LinkUp(self.protocol_name))
+
+    def _on_disconnect(self, client: paho.Client, userdata: object, flags: object, reason_code, properties) -> None:
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        if was_connected:
+            if not self._stopping:
+                _LOGGER.warning("Lost the broker (%s); reconnecting", reason_code)
+            self.inbox.put(LinkDown(str(reason_code)))
+
+    def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        topic = message.topic
+        try:
+            if topic == self._reply_topic:
+                self.inbox.put(ReplyFrameReceived(AudioFrame.from_bytes(message.payload, topic=topic)))
+            elif topic == self._command_topic:
+                self.inbox.put(CommandReceived(decode_satellite_command(message.payload, topic=topic)))
+            else:
+                parsed = topics.parse_topic(topic)
+                if isinstance(parsed, topics.ServerTopic):
+                    self.inbox.put(ServerStatusReceived(decode_server_status(message.payload, topic=topic)))
+        except UnknownMessageType as err:
+            _LOGGER.debug("ignoring a message type this satellite does not know: %s", err)
+        except ProtocolError as err:
+            self.inbox.put(BadMessage(err))
