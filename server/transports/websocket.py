@@ -8,6 +8,7 @@ import json
 import logging
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
@@ -92,6 +93,26 @@ def check_key(expected: str | None, offered: str | None) -> RealtimeProtocolErro
     return None
 
 
+def origin_allowed(request: web.Request) -> bool:
+    """Whether a browser page from the request's Origin may open a session.
+
+    Without this check any web page the user visits could drive an open
+    loopback server. Non-browser clients send no Origin. Pages from the server's
+    own host and from `server.cors_origins` are allowed; with an API key
+    configured, a page must still present the key.
+    """
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    config = request.app[ServerContext.KEY].config.server
+    if "*" in config.cors_origins or origin.rstrip("/") in config.cors_origins:
+        return True
+    host = urlsplit(origin).hostname or ""
+    if host in ("localhost", "127.0.0.1", "::1") or host == request.url.host:
+        return True
+    return config.api_key is not None
+
+
 def _handshake_error(request: web.Request) -> tuple[RealtimeProtocolError, int] | None:
     """Upstream completes the upgrade, then sends one error and closes (3000 auth, 4000 shape)."""
     ctx = request.app[ServerContext.KEY]
@@ -121,6 +142,10 @@ def _handshake_error(request: web.Request) -> tuple[RealtimeProtocolError, int] 
 
 async def realtime_websocket(request: web.Request) -> web.WebSocketResponse:
     ctx = request.app[ServerContext.KEY]
+    if not origin_allowed(request):
+        _LOGGER.warning("refused a browser connection from origin %s (not in server.cors_origins)",
+                        request.headers.get("Origin"))
+        raise web.HTTPForbidden(text="Origin not allowed; add it to server.cors_origins.")
     ws = web.WebSocketResponse(protocols=(SUBPROTOCOL,), heartbeat=20.0, max_msg_size=MAX_MESSAGE_BYTES,
                                compress=False)
     await ws.prepare(request)
