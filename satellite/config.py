@@ -71,7 +71,7 @@ def _command(value: Any) -> str | list[str]:
         return value
     if isinstance(value, list) and value and all(isinstance(v, (str, int, float)) for v in value):
         return [str(v) for v in value]
-    raise vol.Invalid("a command is a string (run by the shell) or a list of arguments")
+    raise vol.Invalid("a command is a string (split into words, no shell) or a list of arguments")
 
 
 _MODEL = vol.Any(
@@ -162,7 +162,7 @@ class SessionSection:
 
 @dataclass(frozen=True)
 class HooksSection:
-    command: str | list[str] | None = option(None, "Run on every state change, with the new state as last argument and HEARTH_STATE, HEARTH_PREVIOUS_STATE, HEARTH_SATELLITE_ID, HEARTH_SESSION_ID in the environment. A string runs in the shell.", vol.Any(None, _command))
+    command: str | list[str] | None = option(None, "Run on every state change, with the new state as last argument and HEARTH_STATE, HEARTH_PREVIOUS_STATE, HEARTH_SATELLITE_ID, HEARTH_SESSION_ID in the environment. A string is split into words (no shell); for pipes use `[sh, -c, \"…\"]`.", vol.Any(None, _command))
     states: dict = option({}, "Per-state commands, e.g. `{listening: [aplay, /usr/share/sounds/ding.wav]}`; run in addition to `command`.", {vol.In(STATES): _command})
     timeout: float = option(10.0, "Kill a hook still running after this long.", vol.All(vol.Coerce(float), vol.Range(min=0.1)), unit="s")
 

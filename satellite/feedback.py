@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import subprocess
 import threading
 from dataclasses import dataclass
@@ -49,15 +50,12 @@ class CommandHook:
             HEARTH_SATELLITE_ID=change.satellite_id,
             HEARTH_SESSION_ID=change.session_id or "",
         )
-        if isinstance(command, str):
-            # the state is appended as the last word of the command line
-            args: str | list[str] = f"{command} {change.state}"
-            shell = True
-        else:
-            args = [*command, change.state]
-            shell = False
+        # A string is split like a shell would split it, but no shell runs it; the
+        # state is appended as the last argument. For pipes or redirection use
+        # [sh, -c, "…"] and read $HEARTH_STATE.
+        args = [*(shlex.split(command) if isinstance(command, str) else command), change.state]
         try:
-            process = subprocess.Popen(args, shell=shell, env=env, stdin=subprocess.DEVNULL)  # noqa: S603
+            process = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL)  # noqa: S603
         except OSError as err:
             _LOGGER.warning("state hook %r could not start: %s", command, err)
             return
