@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import soxr
+from piper import SynthesisConfig
 
 from hearth.server.engines.cascade.stt import WhisperTranscriber
 from hearth.server.engines.cascade.tts import PiperSynthesizer
@@ -37,14 +38,19 @@ def transcriber(executor: ThreadPoolExecutor) -> WhisperTranscriber:
 
 @pytest.fixture(scope="session")
 def speak_16k(synthesizer: PiperSynthesizer) -> Callable[[str], np.ndarray]:
-    """Piper speech for a text as 16 kHz float32 with 0.3 s of silence around it."""
+    """Piper speech for a text as 16 kHz float32 with 0.3 s of silence around it.
+
+    Piper's noise is turned off: its default noise makes every rendering different,
+    and tiny.en occasionally hears one of them wrong ("kitchen white").
+    """
     cache: dict[str, np.ndarray] = {}
     voice = synthesizer.load("alloy")
+    clean = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
     pad = np.zeros(int(0.3 * PIPELINE_RATE), dtype=np.float32)
 
     def speak(text: str) -> np.ndarray:
         if text not in cache:
-            native = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
+            native = np.concatenate([c.audio_float_array for c in voice.synthesize(text, clean)])
             speech = soxr.resample(native, voice.config.sample_rate, PIPELINE_RATE).astype(np.float32)
             cache[text] = np.concatenate([pad, speech, pad])
         return cache[text]

@@ -70,8 +70,9 @@ async def test_speed_changes_duration(synthesizer: PiperSynthesizer) -> None:
     normal = seconds(await collect(synthesizer, text, speed=1.0))
     fast = seconds(await collect(synthesizer, text, speed=1.5))
     slow = seconds(await collect(synthesizer, text, speed=0.5))
-    assert 0.5 < fast / normal < 0.8
-    assert 1.6 < slow / normal < 2.4
+    # Not exactly 1/speed: piper's noise varies durations and pauses scale less.
+    assert 0.55 < fast / normal < 0.85
+    assert 1.5 < slow / normal < 2.3
 
 
 def test_speed_maps_to_a_clamped_length_scale() -> None:
