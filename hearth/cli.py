@@ -101,6 +101,9 @@ def _add_server_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, help="TCP port (server.port)")
     parser.add_argument("--log-level", type=str.lower, choices=("debug", "info", "warning", "error", "critical"),
                         help="log_level")
+    parser.add_argument("--mqtt-url", metavar="URL", help="external MQTT broker for satellites, "
+                        "mqtt://user:pass@host:port or mqtts://... (mqtt.url); without one the server "
+                        "runs its own broker")
     parser.set_defaults(func=_run_server)
 
 
@@ -111,7 +114,8 @@ def _run_server(args: argparse.Namespace) -> int:
         print(f"hearth server: missing dependency {exc.name!r}; install the server extra: "
               "pip install 'hearth-voice[server]'", file=sys.stderr)
         return EXIT_CONFIG
-    overrides = {"server.host": args.host, "server.port": args.port, "log_level": args.log_level}
+    overrides = {"server.host": args.host, "server.port": args.port, "log_level": args.log_level,
+                 "mqtt.url": args.mqtt_url}
     try:
         config = load_config(args.config, overrides=overrides)
     except ConfigError as exc:

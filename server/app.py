@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import WSCloseCode, web
 
@@ -51,6 +52,19 @@ def create_app(config: ServerConfig, *, engine_factory: EngineFactory | None = N
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
     app.cleanup_ctx.append(engine_ctx)
+    # Each long-lived resource has its own cleanup_ctx; they start after the engine (in
+    # this order) and stop before it, in reverse. Imported only when enabled, so a server
+    # without MQTT or zeroconf does not load paho, amqtt or zeroconf.
+    if config.mqtt.enabled:
+        from .mqtt.service import bridge_context, broker_context
+
+        if config.mqtt.embedded:
+            app.cleanup_ctx.append(broker_context())
+        app.cleanup_ctx.append(bridge_context(_version()))
+    if config.discovery.enabled:
+        from .discovery import discovery_context
+
+        app.cleanup_ctx.append(discovery_context(_version()))
     app.on_shutdown.append(close_websockets)
     for prefix in ("/v1", ""):
         app.router.add_get(f"{prefix}/realtime", realtime_websocket)
@@ -59,9 +73,24 @@ def create_app(config: ServerConfig, *, engine_factory: EngineFactory | None = N
     return app
 
 
+def _version() -> str | None:
+    try:
+        return version("hearth-voice")
+    except PackageNotFoundError:
+        return None
+
+
 async def health(request: web.Request) -> web.Response:
     ctx = request.app[ServerContext.KEY]
-    return web.json_response({"status": "ok", "sessions": len(ctx.sessions)})
+    body: dict[str, object] = {"status": "ok", "sessions": len(ctx.sessions)}
+    if ctx.config.mqtt.enabled:
+        from .mqtt.bridge import MqttBridge
+        from .mqtt.client import MqttClient
+
+        client, bridge = request.app.get(MqttClient.KEY), request.app.get(MqttBridge.KEY)
+        body["mqtt"] = {"connected": bool(client and client.connected),
+                        "satellite_sessions": len(bridge.conversations) if bridge else 0}
+    return web.json_response(body)
 
 
 async def timings(request: web.Request) -> web.Response:

@@ -172,11 +172,71 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class MqttTlsConfig:
+    ca_file: Path | None
+    cert_file: Path | None
+    key_file: Path | None
+    insecure: bool
+
+
+@dataclass(frozen=True)
+class EmbeddedBrokerConfig:
+    host: str
+    port: int
+    username: str | None
+    password: str | None = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SatelliteSettings:
+    """Per-satellite session settings; None means the `session` default."""
+
+    voice: str | None = None
+    instructions: str | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    enabled: bool
+    #: `mqtt://user:pass@host:port` of an external broker; None = the embedded broker.
+    url: str | None = field(repr=False)
+    server_id: str
+    username: str | None
+    password: str | None = field(repr=False)
+    client_id: str | None
+    protocol: Literal["auto", "5", "3.1.1"]
+    keepalive_s: int
+    reconnect_min_s: float
+    reconnect_max_s: float
+    tls: MqttTlsConfig
+    broker: EmbeddedBrokerConfig
+    arbitration_window_ms: int
+    stream_timeout_s: float
+    ack_timeout_s: float
+    satellites: Mapping[str, SatelliteSettings]
+
+    @property
+    def embedded(self) -> bool:
+        """True when the server runs its own broker (no `url` configured)."""
+        return self.enabled and self.url is None
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    enabled: bool
+    name: str | None
+    address: str | None
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     server: ServerOptions
     log_level: str
     session: SessionDefaults
     engine: EngineConfig
+    mqtt: MqttConfig
+    discovery: DiscoveryConfig
     #: The file this came from (None: defaults and overrides only).
     source: Path | None = None
 
@@ -310,6 +370,27 @@ def _whisper_model(base_dir: Path) -> Callable[[Any], str | None]:
     return validate
 
 
+def _mqtt_url(value: Any) -> str:
+    from hearth.wire import MqttUrl, ProtocolError
+
+    try:
+        url = MqttUrl.parse(_name(value))
+    except ProtocolError as err:
+        raise vol.Invalid(str(err).split(" (")[0]) from None
+    if not url.host:
+        raise vol.Invalid("the broker URL needs a host, e.g. mqtt://192.168.1.10:1883")
+    return value
+
+
+def _node_id(value: Any) -> str:
+    from hearth.wire import ProtocolError, check_node_id
+
+    try:
+        return check_node_id(_str(value))
+    except ProtocolError as err:
+        raise vol.Invalid(str(err).split(" (")[0]) from None
+
+
 def _entity_name(value: Any) -> EntityName:
     if isinstance(value, str):
         return EntityName(_name(value))
@@ -406,6 +487,71 @@ _SESSION = vol.All(
 )
 
 
+def _mqtt_schema(base_dir: Path) -> vol.All:
+    tls = {
+        _opt("ca_file", None, "CA certificate (PEM) that signed the broker's; null = the system store"):
+            _Maybe(_existing_file(base_dir)),
+        _opt("cert_file", None, "client certificate (PEM), for brokers that ask for one"):
+            _Maybe(_existing_file(base_dir)),
+        _opt("key_file", None, "private key (PEM) of cert_file"): _Maybe(_existing_file(base_dir)),
+        _opt("insecure", False, "skip the broker host name check (testing only)"): _bool,
+    }
+    broker = {
+        _opt("host", "127.0.0.1", "embedded broker bind address; non-loopback needs username and password"): _name,
+        _opt("port", 1883, "embedded broker TCP port"): _int_range(1, 65535),
+        _opt("username", None, "the one account of the embedded broker; null = anonymous (loopback only)"):
+            _Maybe(_name),
+        _opt("password", None, "password of that account"): _Maybe(_name),
+    }
+    satellite = vol.All(
+        {
+            _opt("voice", None, "output voice; null = session.voice"): _Maybe(_name),
+            _opt("instructions", None, "system prompt; null = session.instructions"): _Maybe(_str),
+            _opt("language", None, "ISO-639-1 code of the speech; null = engine.stt.language"): _Maybe(_name),
+        },
+        _build(SatelliteSettings),
+    )
+    return vol.All(
+        {
+            _opt("enabled", True, "serve satellites over MQTT; false = no broker, no bridge"): _bool,
+            _opt("url", None, "external broker mqtt://[user[:password]@]host[:port] or mqtts://; "
+                 "null = start the embedded broker"): _Maybe(_mqtt_url),
+            _opt("server_id", "hearth", "this server's id in hearth/v1/server/<id>/status"): _node_id,
+            _opt("username", None, "broker username (wins over the one in url)"): _Maybe(_name),
+            _opt("password", None, "broker password (wins over the one in url)"): _Maybe(_name),
+            _opt("client_id", None, "MQTT client id; null = hearth-server-<server_id>"): _Maybe(_name),
+            _opt("protocol", "auto", "auto (MQTT 5, else 3.1.1), 5 or 3.1.1"): _one_of("auto", "5", "3.1.1"),
+            _opt("keepalive_s", 30, "seconds; the broker publishes the last will after 1.5 x this of silence"):
+                _int_range(5, 3600),
+            _opt("reconnect_min_s", 0.5, "seconds before the first reconnect; doubles per failure"):
+                _num_range(0.1),
+            _opt("reconnect_max_s", 30.0, "seconds; longest wait between reconnects"): _num_range(0.1),
+            _opt("tls", {}, "TLS for mqtts:// URLs"): vol.All(tls, _build(MqttTlsConfig)),
+            _opt("broker", {}, "the embedded broker (amqtt), used when url is null"):
+                vol.All(broker, _build(EmbeddedBrokerConfig)),
+            _opt("arbitration_window_ms", 200, "ms to collect wake words from several satellites before "
+                 "picking one"): _int_range(0, 5000),
+            _opt("stream_timeout_s", 5.0, "seconds without mic audio after which a listening session is closed"):
+                _num_range(0.5),
+            _opt("ack_timeout_s", 10.0, "seconds to wait for playback-finished after the reply has played"):
+                _num_range(0.5),
+            _opt("satellites", {}, "satellite id -> {voice, instructions, language}"):
+                vol.All({_node_id: satellite}, lambda sats: MappingProxyType(sats)),
+        },
+        _build(MqttConfig),
+    )
+
+
+_DISCOVERY = vol.All(
+    {
+        _opt("enabled", True, "advertise _hearth._tcp.local. with zeroconf"): _bool,
+        _opt("name", None, "service instance name; null = Hearth <mqtt.server_id>"): _Maybe(_name),
+        _opt("address", None, "IPv4 address to advertise; null = this host's addresses"): _Maybe(_name),
+    },
+    _build(DiscoveryConfig),
+)
+
+
 def _engine_schema(base_dir: Path) -> vol.All:
     vad = {
         _opt("model_path", None, "Silero VAD .onnx file; null = the one faster-whisper ships"):
@@ -459,6 +605,9 @@ def config_schema(base_dir: Path | None = None) -> vol.Schema:
                     _one_of(*LOG_LEVELS, ignore_case=True),
                 _opt("session", {}, "defaults of every new Realtime session"): _SESSION,
                 _opt("engine", {}, "the speech engine"): _engine_schema(base),
+                _opt("mqtt", {}, "satellites over MQTT: broker, bridge, per-satellite settings"):
+                    _mqtt_schema(base),
+                _opt("discovery", {}, "zeroconf advertisement of this server"): _DISCOVERY,
             },
             _build(ServerConfig),
         )
@@ -562,6 +711,16 @@ def _check(config: ServerConfig, path: Path | None) -> None:
     if voice not in OPENAI_VOICES and voice not in config.engine.tts.voices:
         errors.append(("session.voice", f"unknown voice {voice!r}: use one of {', '.join(OPENAI_VOICES)} "
                        "or a name defined in engine.tts.voices"))
+    for sat_id, sat in config.mqtt.satellites.items():
+        if sat.voice is not None and sat.voice not in OPENAI_VOICES and sat.voice not in config.engine.tts.voices:
+            errors.append((f"mqtt.satellites.{sat_id}.voice", f"unknown voice {sat.voice!r}: use one of "
+                           f"{', '.join(OPENAI_VOICES)} or a name defined in engine.tts.voices"))
+    broker = config.mqtt.broker
+    if config.mqtt.embedded and not _is_loopback(broker.host) and (broker.username is None or broker.password is None):
+        errors.append(("mqtt.broker.username", f"the embedded broker listens on {broker.host}, which other machines "
+                       "can reach, but has no account: set mqtt.broker.username and mqtt.broker.password"))
+    if config.mqtt.embedded and (broker.username is None) != (broker.password is None):
+        errors.append(("mqtt.broker.password", "set both mqtt.broker.username and mqtt.broker.password, or neither"))
     srv = config.server
     if not _is_loopback(srv.host) and srv.api_key is None and not srv.allow_unauthenticated:
         errors.append(("server.api_key", f"the server listens on {srv.host}, which other machines can reach, "

@@ -52,8 +52,15 @@ class RunningServer:
 
 
 def make_config(tmp: Path, settings: dict[str, Any] | None = None) -> ServerConfig:
+    """A config file in `tmp` with `settings`; MQTT and zeroconf stay off unless `settings` has them.
+
+    (Their defaults are on: a test server must not grab port 1883 or advertise itself by accident.)
+    """
+    settings = dict(settings or {})
+    settings.setdefault("mqtt", {"enabled": False})
+    settings.setdefault("discovery", {"enabled": False})
     path = tmp / "hearth.yaml"
-    path.write_text(yaml.safe_dump(settings or {}))
+    path.write_text(yaml.safe_dump(settings))
     return load_config(path)
 
 

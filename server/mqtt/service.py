@@ -1,0 +1,104 @@
+"""The `cleanup_ctx` generators for the broker and the MQTT client + bridge (part of the composition root).
+
+`create_app` installs them after the engine's, so they start once the engine is warm
+and stop (in reverse order) before it: the bridge first ends every satellite session
+and publishes the server's ``offline`` status, then the embedded broker stops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from hearth.wire import MqttUrl, ServerStatus
+
+from ..config import MqttConfig, ServerConfig
+from ..context import ServerContext
+from .bridge import SUBSCRIPTIONS, MqttBridge
+from .broker import EmbeddedBroker
+from .client import ClientSettings, MqttClient
+
+_LOGGER = logging.getLogger(__name__)
+
+#: How long startup waits for the first connection before going on (it keeps retrying).
+CONNECT_WAIT_S = 5.0
+
+CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
+
+
+def broker_url(config: MqttConfig) -> MqttUrl:
+    """Where the bridge connects: the configured broker, or the embedded one."""
+    if config.url is not None:
+        url = MqttUrl.parse(config.url)
+        username = config.username if config.username is not None else url.username
+        password = config.password if config.password is not None else url.password
+        return MqttUrl(url.host, url.port, username, password, url.tls)
+    broker = config.broker
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(broker.host, broker.host)
+    return MqttUrl(host, broker.port, broker.username, broker.password)
+
+
+def broker_context() -> CleanupCtx:
+    async def embedded_broker(app: web.Application) -> AsyncIterator[None]:
+        config: ServerConfig = app[ServerContext.KEY].config
+        broker = EmbeddedBroker(config.mqtt.broker)
+        await broker.start()
+        app[EmbeddedBroker.KEY] = broker
+        try:
+            yield
+        finally:
+            await broker.stop()
+
+    return embedded_broker
+
+
+def bridge_context(version: str | None) -> CleanupCtx:
+    async def mqtt_bridge(app: web.Application) -> AsyncIterator[None]:
+        ctx = app[ServerContext.KEY]
+        mqtt = ctx.config.mqtt
+        url = broker_url(mqtt)
+        settings = ClientSettings(
+            url=url,
+            server_id=mqtt.server_id,
+            client_id=mqtt.client_id or f"hearth-server-{mqtt.server_id}",
+            protocol="3.1.1" if mqtt.embedded else mqtt.protocol,  # amqtt speaks 3.1.1 only
+            keepalive_s=mqtt.keepalive_s,
+            reconnect_min_s=mqtt.reconnect_min_s,
+            reconnect_max_s=mqtt.reconnect_max_s,
+            ca_file=mqtt.tls.ca_file,
+            cert_file=mqtt.tls.cert_file,
+            key_file=mqtt.tls.key_file,
+            tls_insecure=mqtt.tls.insecure,
+            status=ServerStatus(mqtt.server_id, version=version, arbitration_window_ms=mqtt.arbitration_window_ms),
+        )
+        bridge: MqttBridge | None = None
+
+        def on_message(topic: str, payload: bytes) -> None:
+            if bridge is not None:
+                bridge.handle_message(topic, payload)
+
+        def on_connected() -> None:
+            if bridge is not None:
+                bridge.on_connected()
+
+        def on_disconnected(reason: str) -> None:
+            if bridge is not None:
+                bridge.on_disconnected(reason)
+
+        client = MqttClient(settings, SUBSCRIPTIONS, on_message, on_connected=on_connected,
+                            on_disconnected=on_disconnected)
+        bridge = MqttBridge(ctx, mqtt, client.publish)
+        app[MqttBridge.KEY] = bridge
+        app[MqttClient.KEY] = client
+        client.start()
+        if not await client.wait_connected(CONNECT_WAIT_S):
+            _LOGGER.warning("no connection to the broker %s yet; still trying in the background", url.redacted())
+        try:
+            yield
+        finally:
+            bridge.close()
+            await client.stop()
+
+    return mqtt_bridge
