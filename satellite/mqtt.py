@@ -207,6 +207,7 @@ class MqttLink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         return client
 
     # -- publishing --------------------------------------------------------------
@@ -257,6 +258,14 @@ class MqttLink:
         self._connected.set()
         _LOGGER.info("Connected to %s (MQTT %s)", self.url.redacted(), self.protocol_name)
         self.inbox.put(LinkUp(self.protocol_name))
+
+    def _on_publish(self, client: paho.Client, userdata: object, mid: int, reason_code, properties) -> None:
+        if getattr(reason_code, "is_failure", False):
+            _LOGGER.error(
+                "Broker refused a publish (%s): check the broker ACL; the username must be the satellite id %r",
+                reason_code,
+                self.satellite_id,
+            )
 
     def _on_disconnect(self, client: paho.Client, userdata: object, flags: object, reason_code, properties) -> None:
         was_connected = self._connected.is_set()
