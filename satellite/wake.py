@@ -179,8 +179,15 @@ class OpenWakeWordDetector(WakeWordDetector):
             yield {name: float(prediction.get(name, 0.0)) for name in self.thresholds}, self.CHUNK_SAMPLES
 
     def _reset_engine(self) -> None:
+        # Only the cheap part of openwakeword's reset(): its preprocessor reset recomputes
+        # embeddings over 4 s of random audio (~130 ms of CPU), which would stall the audio loop
+        # on the first frame after a detection. The refractory period covers the scores that
+        # stay high while the wake word is still in the feature window.
+        from collections import deque
+        from functools import partial
+
         self._buffer = b""
-        self._model.reset()
+        self._model.prediction_buffer = type(self._model.prediction_buffer)(partial(deque, maxlen=30))
 
 
 class MicroWakeWordDetector(WakeWordDetector):
