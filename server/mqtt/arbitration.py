@@ -15,7 +15,8 @@ The rules:
   decision is *late*: it loses to that round's winner at once, without opening a
   round of its own. A slow satellite that heard the same words a little later is
   told to stand down instead of answering in a second room. Only a candidate that
-  comes later still opens a new round (someone else speaking in another room).
+  comes later still opens a new round (someone else speaking in another room), or
+  one whose winner's session already ended (:meth:`Arbiter.ended`).
 * A satellite has at most one candidate in a round; a newer one replaces it.
 * ``withdraw`` removes a candidate whose satellite went away before the decision.
 
@@ -135,6 +136,11 @@ class Arbiter:
                     self._deadline = None
                 return candidate
         return None
+
+    def ended(self, session_id: str) -> None:
+        """A session ended: if it won the last round, late candidates no longer lose to it."""
+        if self._last is not None and self._last.winner.session_id == session_id:
+            self._last = None
 
     def resolve(self, now: float) -> Decision | None:
         """Close the open round if its window has passed; None if there is nothing to decide yet."""

@@ -356,6 +356,7 @@ class MqttBridge:
         if self._by_satellite.get(conversation.satellite_id) is conversation:
             del self._by_satellite[conversation.satellite_id]
         self.ctx.sessions.discard(conversation.session)
+        self.arbiter.ended(conversation.session_id)
         self._remember(conversation.session_id)
         self.closed_log.append((conversation.satellite_id, conversation.session_id, reason))
         del self.closed_log[:-100]

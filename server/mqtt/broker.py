@@ -49,6 +49,22 @@ class AccountAuth(BaseAuthPlugin):
         return ok
 
 
+class _Broker(Broker):
+    """amqtt's Broker with one fix.
+
+    amqtt 0.12.1, on every CONNECT, replays the retained messages matching *every*
+    client's subscription filters to the new client (``_handle_client_session`` loops
+    over the broker-wide ``_subscriptions``), so each satellite received every other
+    satellite's retained status on topics it never subscribed to. Retained messages
+    now go only to a session that holds the filter.
+    """
+
+    async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int], session: Any) -> None:
+        holders = self._subscriptions.get(subscription[0], ())
+        if any(holder is session for holder, _qos in holders):
+            await super()._publish_retained_messages_for_subscription(subscription, session)
+
+
 class EmbeddedBroker:
     KEY: ClassVar[web.AppKey[EmbeddedBroker]]
 
@@ -85,7 +101,7 @@ class EmbeddedBroker:
             logger = logging.getLogger(name)
             if logger.level == logging.NOTSET and not _LOGGER.isEnabledFor(logging.DEBUG):
                 logger.setLevel(logging.WARNING)
-        broker = Broker(self.amqtt_config())
+        broker = _Broker(self.amqtt_config())
         try:
             await broker.start()
         except Exception as err:

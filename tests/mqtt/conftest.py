@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import pathlib
+import socket
 import sys
 import threading
 import time
@@ -73,6 +74,8 @@ class WireSatellite:
         self.id = satellite_id
         self.received = Received()
         self.raw_commands: list[bytes] = []
+        #: Topics received that this satellite never subscribed to (a broker bug if any).
+        self.foreign: list[str] = []
         self._changed = threading.Condition()
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"test-{satellite_id}",
                                   protocol=protocol)
@@ -96,11 +99,13 @@ class WireSatellite:
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         with self._changed:
-            if message.topic.endswith("/reply"):
+            if message.topic == topics.satellite_reply(self.id):
                 self.received.frames.append(AudioFrame.from_bytes(message.payload))
-            else:
+            elif message.topic == topics.satellite_command(self.id):
                 self.raw_commands.append(message.payload)
                 self.received.commands.append(decode_satellite_command(message.payload))
+            else:
+                self.foreign.append(message.topic)
             self._changed.notify_all()
 
     # -- sending -----------------------------------------------------------------------
@@ -160,8 +165,8 @@ class WireSatellite:
             self.client.publish(topics.satellite_status(self.id), SatelliteStatus.offline(self.id).to_json(),
                                 qos=1, retain=True).wait_for_publish(2)
             self.client.disconnect()
-        else:  # like a crash: drop the socket so the broker publishes the last will
-            self.client.socket().close()
+        else:  # like a crash: drop the connection without DISCONNECT, so the broker sends the last will
+            self.client.socket().shutdown(socket.SHUT_RDWR)
         self.client.loop_stop()
 
 
