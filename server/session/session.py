@@ -175,9 +175,9 @@ class RealtimeSession:
         self._timers.append(loop.call_later(self.options.max_duration_s, self._expire))
 
     def _expire(self) -> None:
-        minutes = round(self.options.max_duration_s / 60)
         self._error(RealtimeProtocolError(
-            message=f"Your session hit the maximum duration of {minutes} minutes.", code="session_expired"))
+            message=f"Your session hit the maximum duration of {_duration_words(self.options.max_duration_s)}.",
+            code="session_expired"))
         self.sink.close(1001, "invalid_request_error.session_expired")
         self.close()
 
@@ -497,9 +497,8 @@ class RealtimeSession:
             return None
         entry = self.conversation.get(item_id)
         if entry is not None:
-            content = [dict(part) for part in entry.item["content"]]
-            content[0]["transcript"] = transcript.text
-            entry.item = {**entry.item, "content": content}
+            entry.item = {**entry.item, "content": [dict(part) for part in entry.item["content"]]}
+            _audio_part(entry.item)["transcript"] = transcript.text
         if config is not None:
             text = transcript.text
             if text:
@@ -528,24 +527,35 @@ class RealtimeSession:
             raise RealtimeProtocolError(
                 message="Assistant messages cannot contain audio content; use output_text.",
                 code="invalid_value", param="item.content")
-        data.setdefault("id", new_id("item"))
         data["object"] = "realtime.item"
         data["status"] = "completed"
         if data["type"] == "function_call":
             data.setdefault("call_id", new_id("call"))
+        entry = self._entry_from_client(data)
+        previous = self.conversation.insert(entry, event.previous_item_id)
+        if entry.audio is not None and _audio_part(entry.item).get("transcript") is None:
+            self._start_transcription(entry)
+        self._send(ev.ConversationItemAdded(previous_item_id=previous, item=entry.item))
+        self._send(ev.ConversationItemDone(previous_item_id=previous, item=entry.item))
+
+    def _entry_from_client(self, data: dict[str, Any]) -> Entry:
+        """An entry for a client-supplied item; its inline audio moves out of the wire form."""
+        data.setdefault("id", new_id("item"))
         entry = Entry(item=data)
         audio_part = next((p for p in data.get("content", []) if p["type"] == "input_audio"), None)
         if audio_part is not None and audio_part.get("audio"):
             entry.audio = self._decode_item_audio(audio_part.pop("audio"))
             entry.audio_rate = self._input_format.rate
             audio_part.setdefault("transcript", None)
-        previous = self.conversation.insert(entry, event.previous_item_id)
-        if audio_part is not None and entry.audio is not None and audio_part.get("transcript") is None:
-            pipe = StreamResampler(entry.audio_rate, PIPELINE_RATE).process(entry.audio, last=True)
-            self._transcripts[entry.id] = self._spawn(
-                self._transcribe_item(entry.id, pipe.astype(np.float32) / 32768.0, None, TurnTimings()), "transcribe")
-        self._send(ev.ConversationItemAdded(previous_item_id=previous, item=entry.item))
-        self._send(ev.ConversationItemDone(previous_item_id=previous, item=entry.item))
+        return entry
+
+    def _start_transcription(self, entry: Entry) -> asyncio.Task[Transcript | None]:
+        assert entry.audio is not None
+        pipe = StreamResampler(entry.audio_rate, PIPELINE_RATE).process(entry.audio, last=True)
+        task = self._spawn(
+            self._transcribe_item(entry.id, pipe.astype(np.float32) / 32768.0, None, TurnTimings()), "transcribe")
+        self._transcripts[entry.id] = task
+        return task
 
     def _decode_item_audio(self, payload: str) -> np.ndarray:
         try:
@@ -676,14 +686,7 @@ class RealtimeSession:
                         param=f"response.input[{index}].id")
                 entries.append(entry)
             else:
-                data = item.model_dump(exclude_none=True)
-                data.setdefault("id", new_id("item"))
-                entry = Entry(item=data)
-                audio_part = next((p for p in data.get("content", []) if p["type"] == "input_audio"), None)
-                if audio_part is not None and audio_part.get("audio"):
-                    entry.audio = self._decode_item_audio(audio_part.pop("audio"))
-                    entry.audio_rate = self._input_format.rate
-                entries.append(entry)
+                entries.append(self._entry_from_client(item.model_dump(exclude_none=True)))
         return entries
 
     async def _context(self, entries: list[Entry], builder: ResponseBuilder, instructions: str) -> list[ContextItem]:
@@ -694,12 +697,7 @@ class RealtimeSession:
             data = entry.item
             if data["type"] == "message":
                 if self.engine.needs_transcripts and entry.audio is not None and data["role"] == "user":
-                    task = self._transcripts.get(entry.id)
-                    if task is None:
-                        pipe = StreamResampler(entry.audio_rate, PIPELINE_RATE).process(entry.audio, last=True)
-                        task = self._transcripts[entry.id] = self._spawn(
-                            self._transcribe_item(entry.id, pipe.astype(np.float32) / 32768.0, None, TurnTimings()),
-                            "transcribe")
+                    task = self._transcripts.get(entry.id) or self._start_transcription(entry)
                     await asyncio.shield(task)
                     data = entry.item
                 text = " ".join(
@@ -823,6 +821,20 @@ class RealtimeSession:
 
 
 # ==================================================================== helpers
+
+
+def _duration_words(seconds: float) -> str:
+    """"60 minutes" as upstream says it; limits that are not whole minutes in seconds."""
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return f"{minutes} minute{'' if minutes == 1 else 's'}"
+    whole = max(1, round(seconds))
+    return f"{whole} second{'' if whole == 1 else 's'}"
+
+
+def _audio_part(item: dict[str, Any]) -> dict[str, Any]:
+    """The input_audio content part of a user message item."""
+    return next(part for part in item["content"] if part["type"] == "input_audio")
 
 
 def _tool_choice_wire(choice: Any) -> str | dict[str, Any]:
