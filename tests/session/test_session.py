@@ -398,3 +398,17 @@ def test_heard_text_proportional() -> None:
     assert heard_text(entry, 999) == "One"
     assert heard_text(entry, 1000) == "One two."
     assert heard_text(entry, 1500) == "One two. three four"
+
+
+async def test_created_user_audio_item_is_transcribed_for_the_brain(manual: Client) -> None:
+    manual.send({"type": "conversation.item.create", "item": {
+        "id": "item_u", "type": "message", "role": "user",
+        "content": [{"type": "input_text", "text": "note:"}, {"type": "input_audio", "audio": b64(tone(200))}]}})
+    added = manual.sink.of_type("conversation.item.added")[-1]["item"]
+    assert "audio" not in added["content"][1]  # echoed items omit audio bytes
+    manual.send({"type": "response.create"})
+    await manual.sink.wait_for("response.done")
+    assert manual.engine.requests[-1].items[-1].text == "note: hello"
+    manual.send({"type": "conversation.item.retrieve", "item_id": "item_u"})
+    part = manual.sink.events[-1]["item"]["content"][1]
+    assert part["transcript"] == "hello" and base64.b64decode(part["audio"]) == tone(200)
