@@ -1,8 +1,9 @@
 """The satellite's MQTT connection (paho-mqtt).
 
 * MQTT 5 when the broker supports it, else 3.1.1 (``mqtt.protocol: auto``):
-  a broker that answers CONNECT with "unsupported protocol version" (the
-  embedded amqtt broker does) gets a 3.1.1 client on the next attempt.
+  a broker that answers an MQTT 5 CONNECT with "unsupported protocol version",
+  or sends no CONNACK at all within ``CONNACK_TIMEOUT`` (the embedded amqtt
+  broker ignores an MQTT 5 CONNECT that carries a will), gets a 3.1.1 client next.
 * The retained status topic has a last will ``offline``; a clean shutdown
   publishes ``offline`` itself (a will is not sent on a clean disconnect).
 * paho reconnects with exponential backoff (``reconnect_min`` doubling to
@@ -24,6 +25,7 @@ import queue
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -51,6 +53,8 @@ _LOGGER = logging.getLogger(__name__)
 
 # CONNACK codes meaning "this broker does not speak MQTT 5": 0x84 in v5, 1 in 3.1.1.
 _UNSUPPORTED_PROTOCOL = {0x84, 1}
+#: Seconds to wait for a CONNACK to an MQTT 5 CONNECT before trying MQTT 3.1.1.
+CONNACK_TIMEOUT = 3.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,8 @@ class MqttLink:
         self._client: paho.Client | None = None
         self._connected = threading.Event()
         self._fallback = threading.Event()
+        self._socket_opened_at: float | None = None
+        self._connack_seen = False
         self._stopping = False
         self._status_topic = topics.satellite_status(satellite_id)
         self._event_topic = topics.satellite_event(satellite_id)
@@ -130,8 +136,6 @@ class MqttLink:
 
     def wait_connected(self, timeout: float) -> bool:
         """Block until connected (handling a protocol fallback meanwhile)."""
-        import time
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.poll()
@@ -141,6 +145,11 @@ class MqttLink:
 
     def poll(self) -> None:
         """Called often from the main loop: performs a pending MQTT 5 → 3.1.1 fallback."""
+        opened = self._socket_opened_at
+        if opened is not None and not self._connack_seen and time.monotonic() - opened > CONNACK_TIMEOUT:
+            # The broker took the TCP connection but never answered the MQTT 5 CONNECT.
+            self._socket_opened_at = None
+            self._maybe_fall_back()
         if self._fallback.is_set():
             self._fallback.clear()
             _LOGGER.warning("Broker %s does not support MQTT 5; using MQTT 3.1.1", self.url.redacted())
@@ -230,21 +239,25 @@ class MqttLink:
             _LOGGER.debug("publish to %s failed: %s", topic, paho.error_string(info.rc))
 
     # -- paho callbacks (paho's network thread) -------------------------------------
-    @staticmethod
-    def _on_socket_open(client: paho.Client, userdata: object, sock: object) -> None:
+    def _on_socket_open(self, client: paho.Client, userdata: object, sock: object) -> None:
+        self._socket_opened_at = time.monotonic()
+        self._connack_seen = False
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
         except (OSError, AttributeError):  # e.g. a websocket or unix socket
             _LOGGER.debug("could not set TCP_NODELAY", exc_info=True)
 
+    def _maybe_fall_back(self) -> bool:
+        if self._protocol == paho.MQTTv5 and self.config.protocol == "auto" and not self._stopping:
+            self._fallback.set()
+            return True
+        return False
+
     def _on_connect(self, client: paho.Client, userdata: object, flags: object, reason_code, properties) -> None:
+        self._connack_seen = True
+        self._socket_opened_at = None
         if reason_code.is_failure:
-            if (
-                self._protocol == paho.MQTTv5
-                and self.config.protocol == "auto"
-                and reason_code.value in _UNSUPPORTED_PROTOCOL
-            ):
-                self._fallback.set()
+            if reason_code.value in _UNSUPPORTED_PROTOCOL and self._maybe_fall_back():
                 return
             _LOGGER.error("Broker %s refused the connection: %s", self.url.redacted(), reason_code)
             return
