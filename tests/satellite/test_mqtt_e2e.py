@@ -298,15 +298,17 @@ def _wait_retained(broker: MqttUrl, predicate, timeout: float = 15.0) -> Satelli
     raise AssertionError(f"retained status never matched; last: {status}")
 
 
-def test_broker_restart_while_idle_and_last_will(mosquitto, tmp_path, speech):
+def test_broker_restart_while_idle_then_the_next_turn_works(mosquitto, tmp_path, speech, reply_pcm):
     broker = MqttUrl.parse(mosquitto.url)
-    quiet = write_wav(tmp_path / "quiet.wav", speech.silence(60.0))
+    # real time: ~4 s of quiet (the broker restarts in it), then a request, then quiet again
+    wav = write_wav(tmp_path / "later.wav", speech.clip(4.0, "Hey Jarvis.", 0.6, "Turn on the kitchen light.", 5.0))
     process = subprocess.Popen(
-        satellite_command(broker, tmp_path, "--input-wav", str(quiet)),
+        satellite_command(broker, tmp_path, "--input-wav", str(wav), "--output-wav", str(tmp_path / "reply.wav")),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
+    server = None
     try:
         status = _wait_retained(broker, lambda s: s.online and s.state == "idle")
         assert status.capabilities is not None
@@ -316,13 +318,20 @@ def test_broker_restart_while_idle_and_last_will(mosquitto, tmp_path, speech):
         mosquitto.start()
         assert process.poll() is None, "the satellite survives the broker going away"
         status = _wait_retained(broker, lambda s: s.online)
-        assert status.state == "idle" and status.capabilities is not None
+        assert status.state == "idle" and status.capabilities is not None, "status retained again"
 
-        # a clean stop publishes offline itself (a will is not sent on a clean disconnect)
+        server = MiniServer(broker, reply_pcm).start()
+        ack = server.wait_for(lambda m: isinstance(m, PlaybackFinished), timeout=25)
+        (wake,) = server.of(WakeCandidate)
+        assert ack.session_id == wake.session_id and not ack.interrupted
+
+        # a clean stop (SIGTERM) publishes offline itself: a will is not sent on a clean disconnect
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
         assert not _wait_retained(broker, lambda s: True).online
     finally:
+        if server is not None:
+            server.stop()
         if process.poll() is None:
             process.kill()
             process.wait()
