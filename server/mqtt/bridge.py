@@ -94,9 +94,11 @@ def satellite_session_defaults(base: dict[str, Any], settings: SatelliteSettings
     """The session defaults (Realtime wire form) for one satellite.
 
     Satellites always speak (`output_modalities: [audio]`), always have server VAD
-    that answers when the turn ends (there is no client to commit or ask), and get
-    their transcripts in the log (input transcription on). Per-satellite settings
-    override the voice, the instructions and the speech language.
+    that answers when the turn ends (there is no client to commit or ask), never get
+    an idle-timeout response (it could start while the last reply is still playing;
+    the satellite's own no-speech timeout ends a silent turn), and get their
+    transcripts in the log (input transcription on). Per-satellite settings override
+    the voice, the instructions and the speech language.
     """
     session = copy.deepcopy(base)
     session["output_modalities"] = ["audio"]
@@ -104,7 +106,10 @@ def satellite_session_defaults(base: dict[str, Any], settings: SatelliteSettings
     audio_in = audio.setdefault("input", {})
     audio_out = audio.setdefault("output", {})
     turn = audio_in.get("turn_detection") or {"type": "server_vad"}
-    audio_in["turn_detection"] = {**turn, "create_response": True}
+    turn = {**turn, "create_response": True}
+    if turn.get("type", "server_vad") == "server_vad":
+        turn["idle_timeout_ms"] = None
+    audio_in["turn_detection"] = turn
     transcription = dict(audio_in.get("transcription") or {"model": "whisper-1"})
     if settings is not None:
         if settings.voice is not None:

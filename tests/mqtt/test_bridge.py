@@ -252,3 +252,85 @@ def test_server_status_is_retained_with_a_last_will(tmp_path: Path, mosquitto: M
     assert statuses[-1] == ServerStatus.offline("house")
     watcher.loop_stop()
     watcher.disconnect()
+
+
+def test_barge_in_after_the_reply_ended_truncates_and_listens(scripted_server: ScriptedServer) -> None:
+    scripted_server.engine.reply = scripted_reply("It is sunny and warm today.", audio_ms=1000)
+    sat = scripted_server.satellite("kitchen")
+    sid = sat.wake()
+    sat.stream(sid, UTTERANCE)
+    sat.wait_for(ReplyEnd)  # all sent; the satellite is still playing it
+    sat.event(BargeIn(sid, played_ms=400))
+    sat.wait_for(StopPlayback)
+    conversation = scripted_server.call(lambda: scripted_server.bridge().conversations[sid])
+    assert scripted_server.call(lambda: conversation.phase) is Phase.LISTENING
+    entry = scripted_server.call(lambda: next(e for e in conversation.session.conversation.entries()
+                                              if e.item.get("role") == "assistant"))
+    assert entry.audio_ms == pytest.approx(400, abs=1)
+    scripted_server.engine.reply = scripted_reply("Okay.")
+    sat.stream(sid, UTTERANCE)
+    assert sat.wait_for(ReplyEnd, count=2).text == "Okay."
+    finish(sat, sid, scripted_server, 1)
+    sat.close()
+
+
+def test_playback_stopped_elsewhere_truncates_and_ends(scripted_server: ScriptedServer) -> None:
+    """Home Assistant sent stop-playback; the satellite acks with interrupted: true and goes idle."""
+    scripted_server.engine.reply = scripted_reply("A long answer about the weather.", audio_ms=1000)
+    sat = scripted_server.satellite("kitchen")
+    sid = sat.wake()
+    sat.stream(sid, UTTERANCE)
+    sat.wait_for(ReplyEnd)
+    session = scripted_server.call(lambda: scripted_server.bridge().conversations[sid].session)
+    sat.event(PlaybackFinished(sid, played_ms=250, interrupted=True))
+    log = scripted_server.wait_closed(1)
+    assert log[-1] == ("kitchen", sid, "playback stopped")
+    entry = next(e for e in session.conversation.entries() if e.item.get("role") == "assistant")
+    assert entry.audio_ms == pytest.approx(250, abs=1)
+    assert not sat.commands(SessionEnd)  # the satellite already went idle
+    sat.close()
+
+
+def test_a_continued_turn_with_no_answer_ends_quietly(scripted_server: ScriptedServer) -> None:
+    scripted_server.engine.reply = scripted_reply("Which room?")
+    sat = scripted_server.satellite("kitchen")
+    sid = sat.wake()
+    sat.stream(sid, UTTERANCE)
+    sat.wait_for(ReplyEnd)
+    sat.event(PlaybackFinished(sid, played_ms=300, continue_conversation=True))
+    sat.stream(sid, silence(300), end=True)
+    sat.event(AudioStop(sid, reason=AudioStopReason.NO_SPEECH))  # nobody answered the question
+    log = scripted_server.wait_closed(1)
+    assert log[-1][0] == "kitchen" and log[-1][2] in ("nothing heard", "satellite stopped: no-speech")
+    assert scripted_server.live_sessions() == 0
+    sat.close()
+
+
+def test_shutdown_ends_live_sessions(tmp_path: Path) -> None:
+    engine = ScriptedEngine()
+    context, port = start_scripted_server(tmp_path, engine)
+    with context as running:
+        sat = ScriptedServer(running, engine, port).satellite("kitchen")
+        sid = sat.wake()
+        sat.stream(sid, tone(200))
+        sat.wait_for(SessionAccepted)
+    assert sat.wait_for(SessionEnd, timeout=5).reason == "cancelled"
+    sat.client.loop_stop()
+
+
+def test_per_satellite_voice_and_instructions_reach_the_engine(tmp_path: Path) -> None:
+    engine = ScriptedEngine(reply=scripted_reply("Hi."))
+    context, port = start_scripted_server(tmp_path, engine, {"satellites": {
+        "bedroom": {"voice": "echo", "instructions": "You are in the bedroom."}}})
+    with context as running:
+        server = ScriptedServer(running, engine, port)
+        for sat_id in ("bedroom", "kitchen"):
+            sat = server.satellite(sat_id)
+            sid = sat.wake()
+            sat.stream(sid, UTTERANCE)
+            sat.wait_for(ReplyEnd)
+            finish(sat, sid, server, 1 if sat_id == "bedroom" else 2)
+            sat.close()
+    bedroom, kitchen = engine.requests
+    assert (bedroom.voice, bedroom.instructions) == ("echo", "You are in the bedroom.")
+    assert kitchen.voice == "alloy" and kitchen.instructions.startswith("You are Hearth")

@@ -100,11 +100,22 @@ mqtt:
     assert kitchen["instructions"] == "House."
     # A satellite always speaks and always has server VAD that answers.
     assert kitchen["output_modalities"] == ["audio"]
-    assert kitchen["audio"]["input"]["turn_detection"] == {"type": "server_vad", "create_response": True}
+    assert kitchen["audio"]["input"]["turn_detection"] == {"type": "server_vad", "create_response": True,
+                                                           "idle_timeout_ms": None}
     bedroom = satellite_session_defaults(base, sats["bedroom"])
     assert bedroom["instructions"] == "Whisper." and bedroom["audio"]["output"]["voice"] == "alloy"
     assert satellite_session_defaults(base, None)["audio"]["output"]["voice"] == "alloy"
     assert base["output_modalities"] == ["text"]  # the shared defaults are not modified
+
+
+def test_satellites_keep_the_configured_vad_but_never_an_idle_timeout(tmp_path: Path) -> None:
+    config = load(tmp_path, "session: {turn_detection: {silence_duration_ms: 700, idle_timeout_ms: 5000, "
+                            "create_response: false}}")
+    turn = satellite_session_defaults(config.session.as_session(), None)["audio"]["input"]["turn_detection"]
+    assert (turn["silence_duration_ms"], turn["idle_timeout_ms"], turn["create_response"]) == (700, None, True)
+    semantic = load(tmp_path, "session: {turn_detection: {type: semantic_vad, eagerness: high}}")
+    turn = satellite_session_defaults(semantic.session.as_session(), None)["audio"]["input"]["turn_detection"]
+    assert turn["type"] == "semantic_vad" and "idle_timeout_ms" not in turn
 
 
 def test_cli_mqtt_url_flag(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
