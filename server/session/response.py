@@ -213,13 +213,15 @@ class ResponseBuilder:
 
     # ------------------------------------------------------------ finishing
 
-    def _close_message(self, status: str) -> None:
+    def _close_message(self, status: str, *, flush: bool = True) -> None:
         message = self._message
         if message is None:
             return
         self._message = None
         if self._resampler is not None:
-            self._push_audio(message, self._resampler.process(np.zeros(0, dtype=np.int16), last=True), 0.0)
+            # A cancelled response sends no audio after the cancel: the resampler's tail is dropped.
+            if flush:
+                self._push_audio(message, self._resampler.process(np.zeros(0, dtype=np.int16), last=True), 0.0)
             self._resampler = None
         text = "".join(message.text)
         ids = self._part_ids(message)
@@ -244,7 +246,7 @@ class ResponseBuilder:
         """Close open items and send `response.done`; False if already finished."""
         if self.done:
             return False
-        self._close_message("completed" if status == "completed" else "incomplete")
+        self._close_message("completed" if status == "completed" else "incomplete", flush=status != "cancelled")
         self.status = status
         self.emit(ev.ResponseDone(response=self.wire(details, final=True)))
         return True
