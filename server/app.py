@@ -21,6 +21,10 @@ _LOGGER = logging.getLogger(__name__)
 EngineFactory = Callable[[ServerConfig, ThreadPoolExecutor], SpeechEngine]
 
 
+class StartupError(RuntimeError):
+    """A resource cannot start for a reason the user can fix (the message says how)."""
+
+
 def create_app(config: ServerConfig, *, engine_factory: EngineFactory | None = None) -> web.Application:
     """Build the aiohttp application.
 

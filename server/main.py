@@ -6,7 +6,7 @@ import logging
 
 from aiohttp import web
 
-from .app import create_app
+from .app import StartupError, create_app
 from .config import ServerConfig
 
 _LOGGER = logging.getLogger(__name__)
@@ -20,10 +20,19 @@ def run(config: ServerConfig) -> None:
 
     def ready(_: object) -> None:
         print(f"Hearth is ready: ws://{host}:{port}/v1/realtime ({auth})", flush=True)
+        if config.mqtt.enabled:
+            from .mqtt.service import broker_url
+
+            kind = "embedded broker" if config.mqtt.embedded else "broker"
+            print(f"Satellites: {broker_url(config.mqtt).redacted()} ({kind})", flush=True)
 
     app = create_app(config)
     app.on_startup.append(_announce(ready))
-    web.run_app(app, host=host, port=port, print=None, shutdown_timeout=5.0)
+    try:
+        web.run_app(app, host=host, port=port, print=None, shutdown_timeout=5.0)
+    except StartupError as err:
+        _LOGGER.error("cannot start: %s", err)
+        raise SystemExit(1) from None
 
 
 def _announce(callback):  # noqa: ANN001, ANN202 - aiohttp signal signature

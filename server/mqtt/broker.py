@@ -23,6 +23,7 @@ from aiohttp import web
 from amqtt.broker import Broker
 from amqtt.plugins.base import BaseAuthPlugin
 
+from ..app import StartupError
 from ..config import EmbeddedBrokerConfig
 from ..config import _is_loopback as is_loopback
 
@@ -106,7 +107,7 @@ class EmbeddedBroker:
             await broker.start()
         except Exception as err:
             cause = err.__cause__ or err
-            raise RuntimeError(
+            raise StartupError(
                 f"the embedded MQTT broker cannot listen on {self.host}:{self.port}: {cause}. Is another broker "
                 "running there? Then set mqtt.url (or --mqtt-url) to use it, or set mqtt.broker.port."
             ) from err

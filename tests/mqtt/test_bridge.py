@@ -7,6 +7,7 @@ satellite are in test_satellite_e2e.py.
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -334,3 +335,17 @@ def test_per_satellite_voice_and_instructions_reach_the_engine(tmp_path: Path) -
     bedroom, kitchen = engine.requests
     assert (bedroom.voice, bedroom.instructions) == ("echo", "You are in the bedroom.")
     assert kitchen.voice == "alloy" and kitchen.instructions.startswith("You are Hearth")
+
+
+def test_a_taken_broker_port_stops_the_server_with_a_clear_message(tmp_path: Path) -> None:
+    from hearth.server.app import StartupError
+    from tests.server_harness import make_config, run_server
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = make_config(tmp_path, {"mqtt": {"broker": {"port": port}}})
+        with pytest.raises(StartupError, match=rf"cannot listen on 127.0.0.1:{port}.*set mqtt.url"):
+            with run_server(config, engine_factory=lambda _c, _e: ScriptedEngine()):
+                pass

