@@ -51,7 +51,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -165,15 +165,17 @@ class Turn:
     engine_ms: float | None = None
     #: End of speech -> the server VAD committed the turn (`committed` stage mark).
     vad_ms: float | None = None
+    #: Every stage mark of the turn (the session's TurnTimings), ms after end of speech.
+    marks: dict[str, float] = field(default_factory=dict)
 
 
-def committed_mark(server: Any, find_session: Any) -> float | None:
-    """The live session's last turn's `committed` mark (the server's clock is ours)."""
-    def read() -> float | None:
+def turn_marks(server: Any, find_session: Any) -> dict[str, float]:
+    """The live session's last turn's stage marks (monotonic; the server's clock is ours)."""
+    def read() -> dict[str, float]:
         session = find_session()
         if session is None or not session.timings:
-            return None
-        return session.timings[-1].marks.get("committed")
+            return {}
+        return dict(session.timings[-1].marks)
     return server.call(read)
 
 
@@ -313,7 +315,7 @@ class WireSatellite:
         from hearth.server.mqtt.bridge import MqttBridge
 
         bridge = server.app[MqttBridge.KEY]
-        committed = committed_mark(server, lambda: getattr(bridge.conversations.get(sid), "session", None))
+        marks = turn_marks(server, lambda: getattr(bridge.conversations.get(sid), "session", None))
         self.client.publish(topics.satellite_event(self.id), PlaybackFinished(sid, played_ms=0).to_json(), qos=1)
         while not done and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -321,9 +323,9 @@ class WireSatellite:
         latency = None if first_audio is None else 1000 * (first_audio - eos_at)
         transport = None if first_audio is None or mark is None else 1000 * (first_audio - mark)
         engine = None if mark is None else 1000 * (mark - eos_at)
-        vad = None if committed is None else 1000 * (committed - eos_at)
+        rel = {k: 1000 * (v - eos_at) for k, v in marks.items()}
         return Turn("mqtt", utterance.text, latency, reply_end.text, transport_ms=transport, engine_ms=engine,
-                    vad_ms=vad)
+                    vad_ms=rel.get("committed"), marks=rel)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -386,7 +388,7 @@ async def ws_turn(server: Any, utterance: Utterance, rng: np.random.Generator) -
             await asyncio.wait_for(finished.wait(), TURN_TIMEOUT_S)
             mark = audio_out_before(first_audio[0] if first_audio else None)
             sessions = server.app[ServerContext.KEY].sessions
-            committed = committed_mark(server, lambda: next(
+            marks = turn_marks(server, lambda: next(
                 (x for x in list(sessions) if session_id and x.id == session_id[0]), None))
         except TimeoutError:
             return Turn("websocket", utterance.text, None, error="no response.done")
@@ -395,9 +397,9 @@ async def ws_turn(server: Any, utterance: Utterance, rng: np.random.Generator) -
     latency = 1000 * (first_audio[0] - eos_at) if first_audio else None
     transport = 1000 * (first_audio[0] - mark) if first_audio and mark is not None else None
     engine = 1000 * (mark - eos_at) if mark is not None else None
-    vad = 1000 * (committed - eos_at) if committed is not None else None
+    rel = {k: 1000 * (v - eos_at) for k, v in marks.items()}
     return Turn("websocket", utterance.text, latency, transcript[0] if transcript else None, transport_ms=transport,
-                engine_ms=engine, vad_ms=vad)
+                engine_ms=engine, vad_ms=rel.get("committed"), marks=rel)
 
 
 # --------------------------------------------------------------------------- servers
@@ -469,7 +471,7 @@ def plot(results: dict[str, list[Turn]], path: Path) -> None:
         values = sorted(t.eos_to_first_audio_ms for t in turns if t.eos_to_first_audio_ms is not None)
         if not values:
             continue
-        labels.append(name)
+        labels.append(name.replace(" (", "\n("))
         data.append(values)
         left.plot(values, np.linspace(0, 1, len(values), endpoint=True), marker=".", label=name)
     left.set_xlabel("end of speech -> first reply audio at the client (ms)")
@@ -491,7 +493,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="times each utterance is spoken per transport")
     parser.add_argument("--no-mosquitto", action="store_true", help="skip the Mosquitto run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from the JSON of the last run")
     args = parser.parse_args()
+    if args.plot_only:
+        saved = json.loads((args.out / "satellite_e2e.json").read_text())
+        plot({name: [Turn(**t) for t in turns] for name, turns in saved["turns"].items()},
+             args.out / "satellite_e2e.png")
+        return 0
 
     from tests.server_harness import free_port
 
@@ -499,24 +507,30 @@ def main() -> int:
     print("synthesizing", len(PHRASES), "utterances with piper ...", flush=True)
     utterances = synthesize(PHRASES)
     rng = np.random.default_rng(11)
-    results: dict[str, list[Turn]] = {"mqtt (amqtt, embedded)": [], "websocket": []}
+    results: dict[str, list[Turn]] = {}
+    pairs: list[tuple[str, str]] = []
 
-    port = free_port()
-    print("starting the server (embedded amqtt broker) ...", flush=True)
-    with hearth_server({"broker": {"port": port}}) as server:
-        sat = WireSatellite("127.0.0.1", port, "bench", mqtt5=False)
+    def run_pairs(server: Any, host: str, port: int, mqtt5: bool, mqtt_name: str, ws_name: str) -> None:
+        results[mqtt_name], results[ws_name] = [], []
+        pairs.append((mqtt_name, ws_name))
+        sat = WireSatellite(host, port, "bench", mqtt5=mqtt5)
         try:
             sat.turn(utterances[0], rng, server)  # warm-up, not counted
             asyncio.run(ws_turn(server, utterances[0], rng))
             for round_ in range(args.rounds):
                 for utterance in utterances:
-                    for turn in (sat.turn(utterance, rng, server), asyncio.run(ws_turn(server, utterance, rng))):
-                        name = "websocket" if turn.transport == "websocket" else "mqtt (amqtt, embedded)"
+                    for name, turn in ((mqtt_name, sat.turn(utterance, rng, server)),
+                                       (ws_name, asyncio.run(ws_turn(server, utterance, rng)))):
                         results[name].append(turn)
-                        print(f"  round {round_ + 1} {name:24s} {utterance.text:42s} {shown(turn)}  {turn.reply!r}",
+                        print(f"  round {round_ + 1} {name:28s} {utterance.text:42s} {shown(turn)}  {turn.reply!r}",
                               flush=True)
         finally:
             sat.close()
+
+    port = free_port()
+    print("starting the server (embedded amqtt broker) ...", flush=True)
+    with hearth_server({"broker": {"port": port}}) as server:
+        run_pairs(server, "127.0.0.1", port, False, "mqtt (amqtt, embedded)", "websocket (same server)")
 
     if not args.no_mosquitto:
         with mosquitto() as broker:
@@ -524,25 +538,13 @@ def main() -> int:
                 print("mosquitto not installed: skipping the Mosquitto run")
             else:
                 host, mport = broker
-                name = "mqtt (mosquitto)"
-                results[name] = []
                 print("starting the server against Mosquitto ...", flush=True)
-                with hearth_server({"url": f"mqtt://{host}:{mport}"}) as mserver:
-                    sat = WireSatellite(host, mport, "bench", mqtt5=True)
-                    try:
-                        sat.turn(utterances[0], rng, mserver)
-                        for round_ in range(args.rounds):
-                            for utterance in utterances:
-                                turn = sat.turn(utterance, rng, mserver)
-                                results[name].append(turn)
-                                print(f"  round {round_ + 1} {name:24s} {utterance.text:42s} {shown(turn)}",
-                                      flush=True)
-                    finally:
-                        sat.close()
+                with hearth_server({"url": f"mqtt://{host}:{mport}"}) as server:
+                    run_pairs(server, host, mport, True, "mqtt (mosquitto)", "websocket (mosquitto's server)")
 
     summary: dict[str, Any] = {}
     print("\nend of speech -> first reply audio at the client (ms)")
-    print(f"{'transport':26s} {'n':>3s} {'p50':>8s} {'p95':>8s} {'min':>8s} {'max':>8s}  failed")
+    print(f"{'transport':32s} {'n':>3s} {'p50':>8s} {'p95':>8s} {'min':>8s} {'max':>8s}  failed")
     for name, turns in results.items():
         values = [t.eos_to_first_audio_ms for t in turns if t.eos_to_first_audio_ms is not None]
         failed = sum(1 for t in turns if t.eos_to_first_audio_ms is None)
@@ -550,32 +552,40 @@ def main() -> int:
             continue
         s = stats(values)
         summary[name] = {**s, "failed": failed}
-        print(f"{name:26s} {s['n']:3d} {s['p50']:8.1f} {s['p95']:8.1f} {s['min']:8.1f} {s['max']:8.1f}  {failed}")
+        print(f"{name:32s} {s['n']:3d} {s['p50']:8.1f} {s['p95']:8.1f} {s['min']:8.1f} {s['max']:8.1f}  {failed}")
     for part, title in (("vad", "turn detection: end of speech -> the server VAD committed the turn (ms)"),
                         ("engine", "engine only: end of speech -> first reply audio leaving the session (ms)"),
                         ("transport", "transport only: first reply audio leaving the session -> arrival at the "
                                       "client (ms)")):
         print(f"\n{title}")
-        print(f"{'transport':26s} {'n':>3s} {'p50':>8s} {'p95':>8s} {'min':>8s} {'max':>8s}")
+        print(f"{'transport':32s} {'n':>3s} {'p50':>8s} {'p95':>8s} {'min':>8s} {'max':>8s}")
         for name, turns in results.items():
             values = [getattr(t, f"{part}_ms") for t in turns if getattr(t, f"{part}_ms") is not None]
             if values:
                 s = stats(values)
                 summary[f"{name}: {part}"] = s
-                print(f"{name:26s} {s['n']:3d} {s['p50']:8.2f} {s['p95']:8.2f} {s['min']:8.2f} {s['max']:8.2f}")
-    ws = summary.get("websocket")
-    # Paired per utterance and round: the same words, one after the other.
-    paired = [m.eos_to_first_audio_ms - w.eos_to_first_audio_ms
-              for m, w in zip(results["mqtt (amqtt, embedded)"], results["websocket"])
-              if m.eos_to_first_audio_ms is not None and w.eos_to_first_audio_ms is not None]
-    if paired:
-        summary["paired difference mqtt(amqtt) - websocket"] = stats(paired)
-        s = summary["paired difference mqtt(amqtt) - websocket"]
-        print(f"paired MQTT(amqtt) - WebSocket, same utterance: median {s['p50']:+.1f} ms "
-              f"(p5..p95 of the difference: {np.percentile(paired, 5):+.1f} .. {np.percentile(paired, 95):+.1f})")
-    for name in list(summary):
-        if ws and name.startswith("mqtt") and ":" not in name:
-            print(f"{name}: median {summary[name]['p50'] - ws['p50']:+.1f} ms vs WebSocket")
+                print(f"{name:32s} {s['n']:3d} {s['p50']:8.2f} {s['p95']:8.2f} {s['min']:8.2f} {s['max']:8.2f}")
+    stages = sorted({k for turns in results.values() for t in turns for k in t.marks},
+                    key=lambda k: np.median([t.marks[k] for turns in results.values() for t in turns if k in t.marks]))
+    print("\nserver stage marks, ms after end of speech (p50)")
+    print(f"{'stage':22s}" + "".join(f"{name[:18]:>20s}" for name in results))
+    for stage in stages:
+        row = [np.median([t.marks[stage] for t in turns if stage in t.marks]) if any(stage in t.marks for t in turns)
+               else float("nan") for turns in results.values()]
+        summary[f"stage {stage}"] = dict(zip(results, map(float, row)))
+        print(f"{stage:22s}" + "".join(f"{v:20.1f}" for v in row))
+
+    print("\npaired by utterance and round (same server, one turn after the other): MQTT - WebSocket (ms)")
+    for mqtt_name, ws_name in pairs:
+        for part in ("eos_to_first_audio", "transport"):
+            diffs = [getattr(m, f"{part}_ms") - getattr(w, f"{part}_ms")
+                     for m, w in zip(results[mqtt_name], results[ws_name])
+                     if getattr(m, f"{part}_ms") is not None and getattr(w, f"{part}_ms") is not None]
+            if diffs:
+                s = stats(diffs)
+                summary[f"paired {mqtt_name} - {ws_name}: {part}"] = s
+                print(f"  {mqtt_name:24s} {part:20s} median {s['p50']:+7.1f}   p5..p95 "
+                      f"{np.percentile(diffs, 5):+7.1f} .. {np.percentile(diffs, 95):+7.1f}")
 
     args.out.mkdir(parents=True, exist_ok=True)
     png, js = args.out / "satellite_e2e.png", args.out / "satellite_e2e.json"
