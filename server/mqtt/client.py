@@ -231,7 +231,8 @@ class MqttClient:
                 return
             _LOGGER.error("the broker %s refused the connection: %s", self.settings.url.redacted(), reason_code)
             return
-        client.subscribe(self.subscriptions)
+        if self.subscriptions:
+            client.subscribe(self.subscriptions)
         if self.settings.status is not None:
             client.publish(self.status_topic, self.settings.status.to_json(), qos=QOS_CONTROL, retain=True)
         self._connected.set()
