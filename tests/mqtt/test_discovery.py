@@ -14,6 +14,7 @@ from hearth.satellite.discovery import discover_server
 from hearth.server.discovery import Advertiser
 from hearth.server.session.testing import ScriptedEngine
 from hearth.wire import PROTOCOL_VERSION, MqttUrl
+from hearth.wire.discovery import SERVICE_TYPE, ServerAdvert
 
 from tests.server_harness import free_port, make_config, run_server
 
@@ -57,13 +58,23 @@ def test_a_satellite_finds_the_server_and_its_broker(mdns: None, tmp_path: Path)
     with run_server(config, engine_factory=lambda _c, _e: ScriptedEngine()) as server:
         advertiser = server.app[Advertiser.KEY]
         asyncio.run_coroutine_threadsafe(advertiser.registered(), server.loop).result(10)
-        advert = discover_server(5.0, interfaces=["127.0.0.1"])
-        assert advert is not None, "the satellite's browser found no _hearth._tcp.local. service"
+        assert advertiser.info is not None and advertiser.info.name.startswith("Hearth test")
+        # Our instance, resolved by name over multicast (another Hearth on this machine may advertise too).
+        zc = Zeroconf(interfaces=["127.0.0.1"])
+        try:
+            info = zc.get_service_info(SERVICE_TYPE, advertiser.info.name, timeout=3000)
+        finally:
+            zc.close()
+        assert info is not None, "our _hearth._tcp.local. instance did not resolve"
+        assert info.port == server.config.server.port  # the service port is the HTTP API's
+        advert = ServerAdvert.from_txt(info.properties, address=info.parsed_addresses()[0])
         assert advert.protocol == PROTOCOL_VERSION and advert.compatible
         assert advert.mqtt == MqttUrl("127.0.0.1", broker_port)  # the embedded broker, at the advertiser's address
-        assert advert.server_id == "hearth"
-        assert advertiser.info is not None and advertiser.info.port == server.config.server.port  # the API port
-        assert advertiser.info.name.startswith("Hearth test")
+        assert (advert.server_id, advert.version) == ("hearth", advertiser.version)
+        assert all(b"@" not in (value or b"") for value in info.properties.values())  # never credentials
+        # And the satellite's own browser (hearth.satellite.discovery) finds a compatible server.
+        found = discover_server(5.0, interfaces=["127.0.0.1"])
+        assert found is not None and found.compatible
 
 
 def test_no_advertisement_when_discovery_is_off(tmp_path: Path) -> None:
