@@ -149,6 +149,7 @@ class RealtimeSession:
         self._timers: list[asyncio.TimerHandle] = []
         self._idle_timer: asyncio.TimerHandle | None = None
         self._pending_timings: TurnTimings | None = None
+        self._silence_began_at: float | None = None
         self._turn_timings: TurnTimings | None = None
         self.timings: list[TurnTimings] = []
         self.closed = False
@@ -368,6 +369,8 @@ class RealtimeSession:
                 if vad.interrupt_response and self._active is not None and not self._active.builder.done:
                     self._cancel_response(self._active, "turn_detected")
             case "silence_began":
+                self._silence_began_at = time.monotonic()
+            case "silence_settled":
                 start = self._speech_start if vad is not None and self._speech_item else self.buffer.start
                 self._speculate(start, signal.sample)
             case "speech_resumed":
@@ -388,7 +391,7 @@ class RealtimeSession:
         if not len(audio):
             return
         timings = self._pending_timings = TurnTimings()
-        timings.mark("silence_began")
+        timings.mark("silence_began", self._silence_began_at)
         task = self._spawn(self._transcribe(audio, timings), "speculative-stt")
         self._speculation = _Speculation(start=start, end=end, task=task)
         task.add_done_callback(lambda _t: self._check_semantic_end())
@@ -464,6 +467,8 @@ class RealtimeSession:
         if spec is not None and (spec.end < self.detector.last_speech_end or spec.start > start):
             spec.task.cancel()
             spec = None
+            for stale in ("stt_start", "stt_done"):
+                timings.marks.pop(stale, None)
         transcription = self._spawn(self._transcribe_item(item_id, pipe, spec, timings), "transcribe")
         self._transcripts[item_id] = transcription
         item = {"id": item_id, "object": "realtime.item", "type": "message", "role": "user", "status": "completed",

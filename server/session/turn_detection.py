@@ -20,6 +20,9 @@ from .interfaces import PIPELINE_RATE, VoiceActivityModel
 MIN_SPEECH_MS = 64
 #: Silence is declared below threshold minus this margin (Silero's hysteresis).
 NEGATIVE_MARGIN = 0.15
+#: Silence this long is "settled": Silero dips for one or two frames inside words, and
+#: work started on such a dip (a speculative transcription) would be wasted.
+SETTLE_MS = 64
 
 
 @dataclass(frozen=True)
@@ -31,10 +34,10 @@ class VadSettings:
 
 @dataclass(frozen=True)
 class TurnSignal:
-    kind: Literal["speech_started", "silence_began", "speech_resumed", "turn_ended"]
+    kind: Literal["speech_started", "silence_began", "silence_settled", "speech_resumed", "turn_ended"]
     #: speech_started: start of speech including prefix padding; turn_ended: the
     #: end of the committed audio (speech end plus the silence waited);
-    #: silence_began / speech_resumed: where the change happened.
+    #: silence_began / silence_settled / speech_resumed: where the silence began.
     sample: int
     #: speech_started: where the voiced audio actually began (before padding);
     #: turn_ended: the last voiced sample.
@@ -53,6 +56,7 @@ class TurnDetector:
         self._speech_run = 0
         self._speech_start = 0
         self._silence_start: int | None = None
+        self._settled = False
         self.last_speech_end = 0
         self.last_probability = 0.0
 
@@ -112,13 +116,18 @@ class TurnDetector:
             return []
         if self._silence_start is None:
             self._silence_start = frame_start
+            self._settled = False
             self.last_speech_end = frame_start
             return [TurnSignal("silence_began", frame_start)]
+        signals: list[TurnSignal] = []
         silence = (frame_end - self._silence_start) * 1000 / PIPELINE_RATE
+        if not self._settled and silence >= SETTLE_MS:
+            self._settled = True
+            signals.append(TurnSignal("silence_settled", self._silence_start))
         if silence >= settings.silence_duration_ms:
             self.in_speech = False
             self._speech_run = 0
             end = self._silence_start
             self._silence_start = None
-            return [TurnSignal("turn_ended", frame_end, end)]
-        return []
+            signals.append(TurnSignal("turn_ended", frame_end, end))
+        return signals

@@ -412,3 +412,11 @@ async def test_created_user_audio_item_is_transcribed_for_the_brain(manual: Clie
     manual.send({"type": "conversation.item.retrieve", "item_id": "item_u"})
     part = manual.sink.events[-1]["item"]["content"][1]
     assert part["transcript"] == "hello" and base64.b64decode(part["audio"]) == tone(200)
+
+
+async def test_short_dip_inside_speech_does_not_start_a_transcription() -> None:
+    client = Client()
+    client.append(tone(400) + silence(40) + tone(400) + silence(700))
+    await client.sink.wait_for("response.done")
+    assert len(client.sink.of_type("input_audio_buffer.speech_started")) == 1
+    assert len(client.engine.transcriptions) == 1  # the 40 ms dip never reached Whisper
