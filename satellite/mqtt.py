@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import socket
-import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +29,8 @@ from pathlib import Path
 from typing import Union
 
 import paho.mqtt.client as paho
+
+from hearth.paho_client import PahoSettings, make_client, set_nodelay
 
 from hearth.wire import (
     AudioFrame,
@@ -182,36 +182,26 @@ class MqttLink:
             self._connected.clear()
 
     def _make_client(self) -> paho.Client:
-        client_id = self.config.client_id or f"hearth-satellite-{self.satellite_id}"
-        kwargs = {} if self._protocol == paho.MQTTv5 else {"clean_session": True}
-        client = paho.Client(
-            callback_api_version=paho.CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=self._protocol,
-            **kwargs,
-        )
-        username = self.config.username or self.url.username
         password = self.config.password or self.url.password
         if self.config.password_file:
             password = Path(self.config.password_file).read_text(encoding="utf-8").splitlines()[0].strip()
-        if username is not None:
-            client.username_pw_set(username, password)
-        if self.url.tls:
-            tls = self.config.tls
-            client.tls_set(
-                ca_certs=tls.ca_file,
-                certfile=tls.cert_file,
-                keyfile=tls.key_file,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            client.tls_insecure_set(tls.insecure)
-        client.will_set(
-            self._status_topic, SatelliteStatus.offline(self.satellite_id).to_json(), qos=QOS_CONTROL, retain=True
-        )
-        client.reconnect_delay_set(
-            min_delay=self.config.reconnect_min,  # type: ignore[arg-type] - floats work
-            max_delay=self.config.reconnect_max,  # type: ignore[arg-type]
-        )
+        tls = self.config.tls
+        client = make_client(PahoSettings(
+            client_id=self.config.client_id or f"hearth-satellite-{self.satellite_id}",
+            protocol=self._protocol,
+            will_topic=self._status_topic,
+            will_payload=SatelliteStatus.offline(self.satellite_id).to_json(),
+            will_qos=QOS_CONTROL,
+            username=self.config.username or self.url.username,
+            password=password,
+            tls=self.url.tls,
+            ca_file=tls.ca_file,
+            cert_file=tls.cert_file,
+            key_file=tls.key_file,
+            tls_insecure=tls.insecure,
+            reconnect_min_s=self.config.reconnect_min,
+            reconnect_max_s=self.config.reconnect_max,
+        ))
         client.on_socket_open = self._on_socket_open
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -242,10 +232,7 @@ class MqttLink:
     def _on_socket_open(self, client: paho.Client, userdata: object, sock: object) -> None:
         self._socket_opened_at = time.monotonic()
         self._connack_seen = False
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
-        except (OSError, AttributeError):  # e.g. a websocket or unix socket
-            _LOGGER.debug("could not set TCP_NODELAY", exc_info=True)
+        set_nodelay(sock)
 
     def _maybe_fall_back(self) -> bool:
         if self._protocol == paho.MQTTv5 and self.config.protocol == "auto" and not self._stopping:

@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import ssl
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +42,7 @@ from typing import ClassVar
 import paho.mqtt.client as paho
 from aiohttp import web
 
+from hearth.paho_client import PahoSettings, make_client
 from hearth.wire import MqttUrl, ServerStatus, topics
 from hearth.wire.topics import QOS_CONTROL
 
@@ -166,32 +165,26 @@ class MqttClient:
 
     def _make_client(self) -> paho.Client:
         settings = self.settings
-        kwargs = {} if self._protocol == paho.MQTTv5 else {"clean_session": True}
-        client = paho.Client(
-            callback_api_version=paho.CallbackAPIVersion.VERSION2,
+        url = settings.url
+        client = make_client(PahoSettings(
             client_id=settings.client_id,
             protocol=self._protocol,
-            **kwargs,
-        )
-        url = settings.url
-        if url.username is not None:
-            client.username_pw_set(url.username, url.password)
-        if url.tls:
-            client.tls_set(
-                ca_certs=str(settings.ca_file) if settings.ca_file else None,
-                certfile=str(settings.cert_file) if settings.cert_file else None,
-                keyfile=str(settings.key_file) if settings.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            client.tls_insecure_set(settings.tls_insecure)
-        client.will_set(self.status_topic, ServerStatus.offline(settings.server_id).to_json(),
-                        qos=QOS_CONTROL, retain=True)
-        client.reconnect_delay_set(min_delay=settings.reconnect_min_s,  # type: ignore[arg-type]  # floats work
-                                   max_delay=settings.reconnect_max_s)  # type: ignore[arg-type]
+            will_topic=self.status_topic,
+            will_payload=ServerStatus.offline(settings.server_id).to_json(),
+            will_qos=QOS_CONTROL,
+            username=url.username,
+            password=url.password,
+            tls=url.tls,
+            ca_file=str(settings.ca_file) if settings.ca_file else None,
+            cert_file=str(settings.cert_file) if settings.cert_file else None,
+            key_file=str(settings.key_file) if settings.key_file else None,
+            tls_insecure=settings.tls_insecure,
+            reconnect_min_s=settings.reconnect_min_s,
+            reconnect_max_s=settings.reconnect_max_s,
+        ))
         # Generous queues: audio frames are QoS 0 and never wait for acks, and a burst
         # of control events must not be refused while a slow broker acks.
         client.max_inflight_messages_set(100)
-        client.on_socket_open = _set_nodelay
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -280,13 +273,6 @@ class MqttClient:
 
 
 MqttClient.KEY = web.AppKey("hearth_mqtt_client", MqttClient)
-
-
-def _set_nodelay(client: paho.Client, userdata: object, sock: object) -> None:
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
-    except (OSError, AttributeError):  # a websocket or unix socket
-        _LOGGER.debug("could not set TCP_NODELAY", exc_info=True)
 
 
 def _wait_published(info: paho.MQTTMessageInfo, timeout: float) -> None:
