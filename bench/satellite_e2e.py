@@ -57,14 +57,15 @@ from typing import Any
 
 import numpy as np
 
+# The same speech trimming and noise floor as the WebSocket latency benchmark.
+from latency import noise, voiced_bounds  # noqa: E402 - bench/ is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 RATE_WS = 24_000
 RATE_MQTT = 16_000
 CHUNK_MS = 20
-VOICED_DB = 40.0
-NOISE_DBFS = -60.0
 TURN_TIMEOUT_S = 20.0
 
 PHRASES = [
@@ -92,18 +93,6 @@ class Utterance:
     pcm24: np.ndarray  # int16, noise lead-in, ends on the last voiced sample
     pcm16: np.ndarray
     voiced_ms: float
-
-
-def voiced_bounds(audio: np.ndarray, rate: int) -> tuple[int, int]:
-    frame = rate // 100
-    usable = len(audio) - len(audio) % frame
-    rms = np.sqrt(np.mean(audio[:usable].reshape(-1, frame).astype(np.float64) ** 2, axis=1) + 1e-20)
-    loud = np.flatnonzero(rms >= rms.max() * 10 ** (-VOICED_DB / 20))
-    return int(loud[0] * frame), int((loud[-1] + 1) * frame)
-
-
-def noise(samples: int, rng: np.random.Generator) -> np.ndarray:
-    return rng.normal(0.0, 32768 * 10 ** (NOISE_DBFS / 20), samples)
 
 
 def synthesize(phrases: list[str]) -> list[Utterance]:
