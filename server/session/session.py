@@ -474,15 +474,11 @@ class RealtimeSession:
         item = {"id": item_id, "object": "realtime.item", "type": "message", "role": "user", "status": "completed",
                 "content": [{"type": "input_audio", "transcript": None}]}
         entry = Entry(item=item, audio=wire, audio_rate=self.buffer.wire_rate)
-        previous = self.conversation.last_id()
+        previous = self.conversation.insert(entry)
         self._send(ev.BufferCommitted(item_id=item_id, previous_item_id=previous))
         if self.config.type == "realtime":
-            self.conversation.insert(entry)
             self._send(ev.ConversationItemAdded(previous_item_id=previous, item=item))
             self._send(ev.ConversationItemDone(previous_item_id=previous, item=item))
-        else:
-            self.conversation.insert(entry)
-        self._pending_timings = None
         self._turn_timings = timings
 
     async def _transcribe_item(
