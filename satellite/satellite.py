@@ -21,7 +21,7 @@ import math
 import queue
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, assert_never
 
 from hearth.wire import (
