@@ -18,9 +18,9 @@ transport (chunks are aligned so that sample closes one). Both clients share the
 monotonic clock, so each turn also splits into the engine's part (end of speech -> the
 first reply audio leaving the session) and the transport's part (-> arrival at the
 client), which is what MQTT adds. "Leaving the session" is timed at the entry of
-``ResponseBuilder._push_audio``, the one point both transports get reply audio from (the
-MQTT bridge through ``on_output_audio``, the WebSocket as ``response.output_audio.delta``);
-the benchmark wraps it in this process. Turns alternate MQTT / WebSocket per utterance so drift (warm caches,
+the session's ``first_audio`` turn mark, the one point both transports get reply audio from (the
+MQTT bridge through its media track, the WebSocket as ``response.output_audio.delta``);
+the benchmark subscribes to the session registry's turn timings. Turns alternate MQTT / WebSocket per utterance so drift (warm caches,
 thermal) hits both alike. Every turn is a new session on both transports.
 
 With Mosquitto installed, a second server is started against a Mosquitto on a free port
@@ -156,29 +156,25 @@ def turn_marks(server: Any, find_session: Any) -> dict[str, float]:
     """The live session's last turn's stage marks (monotonic; the server's clock is ours)."""
     def read() -> dict[str, float]:
         session = find_session()
-        if session is None or not session.timings:
+        if session is None or not session.timings.recent:
             return {}
-        return dict(session.timings[-1].marks)
+        return dict(session.timings.recent[-1].marks)
     return server.call(read)
 
 
-#: Monotonic times at which a response's first reply audio left the session (see instrument()).
+#: Monotonic times at which a response's first reply audio left the session (see observe()).
 AUDIO_OUT: list[float] = []
 
 
-def instrument() -> None:
-    """Time the first `_push_audio` of every response (bench only; wraps a private method)."""
-    from hearth.server.session.response import ResponseBuilder
+def observe(server: Any) -> None:
+    """Subscribe to the server's finished turns: the `first_audio` mark is when audio left the session."""
+    from hearth.server.context import ServerContext
 
-    original = ResponseBuilder._push_audio
+    def on_turn(_session_id: str, turn: Any) -> None:
+        if "first_audio" in turn.marks:
+            AUDIO_OUT.append(turn.marks["first_audio"])
 
-    def _push_audio(self: Any, message: Any, pcm: np.ndarray, now: float) -> None:
-        if len(pcm) and not getattr(self, "_bench_timed", False):
-            self._bench_timed = True
-            AUDIO_OUT.append(time.monotonic())
-        original(self, message, pcm, now)
-
-    ResponseBuilder._push_audio = _push_audio  # type: ignore[method-assign]
+    server.call(lambda: server.app[ServerContext.KEY].sessions.subscribe(on_turn))
 
 
 def audio_out_before(arrival: float | None) -> float | None:
@@ -395,6 +391,7 @@ def hearth_server(mqtt: dict[str, Any]) -> Iterator[Any]:
     with tempfile.TemporaryDirectory(prefix="hearth-bench-") as tmp:
         config = make_config(Path(tmp), {"log_level": "warning", "engine": {"brain": BRAIN}, "mqtt": mqtt})
         with run_server(config) as server:
+            observe(server)
             yield server
 
 
@@ -486,7 +483,6 @@ def main() -> int:
 
     from tests.server_harness import free_port
 
-    instrument()
     print("synthesizing", len(PHRASES), "utterances with piper ...", flush=True)
     utterances = synthesize(PHRASES)
     rng = np.random.default_rng(11)

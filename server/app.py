@@ -11,18 +11,19 @@ from importlib.metadata import PackageNotFoundError, version
 from aiohttp import WSCloseCode, web
 
 from .config import ServerConfig
+from .errors import StartupError
 from .context import ServerContext
 from .engines.factory import build_engine, session_defaults
 from .session.interfaces import SpeechEngine
+from .sessions import SessionPolicy, SessionRegistry
+from .tools.registry import ToolRegistry
 from .transports.websocket import check_key, realtime_websocket
+
+__all__ = ["EngineFactory", "StartupError", "create_app"]
 
 _LOGGER = logging.getLogger(__name__)
 
 EngineFactory = Callable[[ServerConfig, ThreadPoolExecutor], SpeechEngine]
-
-
-class StartupError(RuntimeError):
-    """A resource cannot start for a reason the user can fix (the message says how)."""
 
 
 def create_app(config: ServerConfig, *, engine_factory: EngineFactory | None = None) -> web.Application:
@@ -39,13 +40,16 @@ def create_app(config: ServerConfig, *, engine_factory: EngineFactory | None = N
         executor = ThreadPoolExecutor(max_workers=config.engine.workers, thread_name_prefix="hearth-infer")
         loop = asyncio.get_running_loop()
         engine = await loop.run_in_executor(executor, factory, config, executor)
-        warm_up = getattr(engine, "warm_up", None)
-        if warm_up is not None:
-            await warm_up()
-        app[ServerContext.KEY] = ServerContext(config=config, engine=engine,
-                                               session_defaults=session_defaults(config))
+        await engine.warm_up()
+        tools = ToolRegistry()
+        policy = SessionPolicy(defaults=session_defaults(config),
+                               max_duration_s=config.server.max_session_duration_s)
+        sessions = SessionRegistry(engine, tools, policy)
+        app[ServerContext.KEY] = ServerContext(config=config, engine=engine, tools=tools, sessions=sessions)
         _LOGGER.info("engine ready")
         yield
+        sessions.close_all()
+        await engine.close()
         executor.shutdown(wait=False, cancel_futures=True)
 
     async def close_websockets(app: web.Application) -> None:
@@ -105,9 +109,10 @@ async def timings(request: web.Request) -> web.Response:
         raise web.HTTPUnauthorized(text='{"error": {"message": "Incorrect API key provided."}}',
                                    content_type="application/json")
     sessions = []
-    for session in list(ctx.sessions):
+    for session in ctx.sessions:
         sessions.append({
             "id": session.id,
-            "turns": [{"item_id": t.item_id, "response_id": t.response_id, "marks": t.marks} for t in session.timings],
+            "turns": [{"item_id": t.item_id, "response_id": t.response_id, "marks": t.marks}
+                      for t in session.timings.recent],
         })
     return web.json_response({"sessions": sessions})

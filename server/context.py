@@ -1,15 +1,16 @@
-"""What every request handler needs: the config, the engine, and the live sessions."""
+"""What every request handler needs: the config, the engine, the tools and the live sessions."""
 
 from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from aiohttp import web
 
 from .session.interfaces import SpeechEngine
-from .session.session import RealtimeSession
+from .sessions import SessionRegistry
+from .tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
     from .config import ServerConfig
@@ -21,10 +22,13 @@ class ServerContext:
 
     config: ServerConfig
     engine: SpeechEngine
-    #: Session defaults in Realtime wire form, built once from the config.
-    session_defaults: dict[str, Any]
-    sessions: weakref.WeakSet[RealtimeSession] = field(default_factory=weakref.WeakSet)
+    tools: ToolRegistry
+    sessions: SessionRegistry
     websockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
+
+    @property
+    def session_defaults(self) -> dict:
+        return self.sessions.policy.defaults
 
 
 ServerContext.KEY = web.AppKey("hearth_context", ServerContext)

@@ -5,7 +5,7 @@ The bridge routes what arrives on ``hearth/v1/satellite/+/{event,audio,status}``
 * a ``wake`` enters multi-room arbitration (:mod:`.arbitration`); the mic frames that
   follow it are buffered until the window closes; the winner gets
   ``session-accepted`` and a :class:`~.conversation.SatelliteConversation` (which
-  creates the session on the server's one engine), every other candidate gets
+  opens its session through the server's session registry), every other candidate gets
   ``stand-down``;
 * mic frames, ``audio-stop``, ``playback-finished`` and ``barge-in`` go to the
   conversation of their session id;
@@ -54,13 +54,15 @@ from hearth.wire import (
     decode_satellite_status,
     topics,
 )
+from hearth.wire.audio import SAMPLE_RATE as WIRE_RATE
 from hearth.wire.topics import QOS_AUDIO, QOS_CONTROL, SatelliteChannel
 
 from ..config import MqttConfig, SatelliteSettings
 from ..context import ServerContext
-from ..session.session import EventSink, RealtimeSession, SessionOptions
+from ..session.interfaces import MediaSink
+from ..session.session import RealtimeSession
 from .arbitration import Arbiter, Candidate, Joined, Late, Opened
-from .conversation import ConversationSettings, SatelliteConversation
+from .conversation import ConversationSettings, SatelliteConversation, SessionFactory
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -235,7 +237,7 @@ class MqttBridge:
                 if event.session_id is not None:
                     self._withdraw(event.session_id)
                     if (conversation := self._conversation(satellite_id, event.session_id)) is not None:
-                        conversation.close(f"satellite error {event.code}")
+                        conversation.end(f"satellite error {event.code}")
             case _:
                 assert_never(event)
 
@@ -260,7 +262,7 @@ class MqttBridge:
                 self._withdraw(pending.session_id)
             conversation = self._by_satellite.get(satellite_id)
             if conversation is not None:
-                conversation.close("satellite went offline")
+                conversation.end("satellite went offline")
 
     # ================================================================ wake and arbitration
 
@@ -270,7 +272,7 @@ class MqttBridge:
             return  # a redelivered wake
         current = self._by_satellite.get(satellite_id)
         if current is not None:  # the satellite moved on (a new wake word while we thought it busy)
-            current.close("the satellite started a new session")
+            current.end("the satellite started a new session")
         if self.stopping:
             self._command(satellite_id, StandDown(sid, reason=StandDownReason.BUSY))
             return
@@ -341,18 +343,12 @@ class MqttBridge:
         if pending.stop is not None:
             conversation.audio_stop(pending.stop)
 
-    def _session_factory(self, satellite_id: str) -> Callable[..., RealtimeSession]:
-        ctx = self.ctx
-        defaults = satellite_session_defaults(ctx.session_defaults, self.config.satellites.get(satellite_id))
+    def _session_factory(self, satellite_id: str) -> SessionFactory:
+        sessions = self.ctx.sessions
+        defaults = satellite_session_defaults(sessions.policy.defaults, self.config.satellites.get(satellite_id))
 
-        def build(sink: EventSink, on_output_audio: Callable[..., None]) -> RealtimeSession:
-            options = SessionOptions(kind="realtime", model="hearth", defaults=defaults,
-                                     max_duration_s=ctx.config.server.max_session_duration_s,
-                                     audio_in_events=False)
-            session = RealtimeSession(ctx.engine, sink, options, on_output_audio=on_output_audio)
-            ctx.sessions.add(session)
-            session.start()
-            return session
+        def build(sink: MediaSink) -> RealtimeSession:
+            return sessions.open(sink, defaults=defaults, media=sink, media_rate=WIRE_RATE, satellite_id=satellite_id)
 
         return build
 
@@ -360,7 +356,7 @@ class MqttBridge:
         self.conversations.pop(conversation.session_id, None)
         if self._by_satellite.get(conversation.satellite_id) is conversation:
             del self._by_satellite[conversation.satellite_id]
-        self.ctx.sessions.discard(conversation.session)
+        self.ctx.sessions.closed(conversation.session)
         self.arbiter.ended(conversation.session_id)
         self._remember(conversation.session_id)
         self.closed_log.append((conversation.satellite_id, conversation.session_id, reason))
@@ -401,7 +397,7 @@ class MqttBridge:
         self._pending.clear()
         self.arbiter = Arbiter(window_s=self.arbiter.window_s)
         for conversation in list(self.conversations.values()):
-            conversation.close(reason, notify=notify)
+            conversation.end(reason, notify=notify)
 
     def close(self) -> None:
         """Server shutdown: tell satellites in a session, then free every session."""

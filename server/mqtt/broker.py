@@ -25,7 +25,7 @@ from aiohttp import web
 from amqtt.broker import Broker
 from amqtt.plugins.base import BaseAuthPlugin
 
-from ..app import StartupError
+from ..errors import StartupError
 from ..config import EmbeddedBrokerConfig
 from ..config import _is_loopback as is_loopback
 

@@ -29,6 +29,8 @@ class Entry:
     audio_rate: int = 0
     #: For assistant audio: which text was spoken when (drives truncation).
     spans: list[SpokenSpan] = field(default_factory=list)
+    #: An assistant item cut to what the listener heard.
+    truncated: bool = False
 
     @property
     def id(self) -> str:

@@ -1,28 +1,86 @@
-"""The few verbs the session engine needs from the outside world.
+"""The verbs between the session and the outside world.
 
 The session package never imports a transport, an engine or a network library:
 it talks to these small interfaces, and the composition root (`hearth.server.app`)
-plugs concrete implementations in. Audio crossing these interfaces is always
-mono PCM as numpy arrays; the session owns wire encodings and resampling.
+plugs concrete implementations in.
+
+* transport -> session: the session port (`RealtimeSession.submit`, `append_pcm`,
+  `end_input`, `report_playback`), with `Playback` as its one data type;
+* session -> transport: `EventSink` (typed server events) and, for transports with a
+  media track, `MediaSink` (reply audio at the transport's own rate);
+* session -> engine: `SpeechEngine.open()` gives each session an `EngineSession`,
+  whose VAD and transcription are optional capabilities;
+* session -> tools: a `Toolbox` that lists the server-side tools of this session and
+  executes their calls.
+
+Audio crossing these interfaces is mono PCM as numpy arrays.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..protocol.server_events import ServerEvent
 
 #: Rate of all audio the session hands to VAD and speech-to-text.
 PIPELINE_RATE = 16_000
 
 
-# --------------------------------------------------------------------------- VAD
+# --------------------------------------------------------------------------- transports
+
+
+class EventSink(Protocol):
+    """Where a session's server events go: the transport's side."""
+
+    def send(self, event: ServerEvent) -> None:
+        """Queue one server event for delivery, in order (a WebSocket serializes `event.wire()`)."""
+
+    def close(self, code: int, reason: str) -> None:
+        """End the connection after already-queued events are delivered."""
+
+
+@dataclass(frozen=True)
+class ReplyAudio:
+    """Reply speech for a media track: int16 mono at the session's `media_rate`."""
+
+    response_id: str
+    item_id: str
+    pcm: np.ndarray
+    rate: int
+
+
+class MediaSink(EventSink, Protocol):
+    """A sink with a media track (MQTT satellites, WebRTC): reply audio bypasses the events."""
+
+    def reply_audio(self, audio: ReplyAudio) -> None:
+        """Play this chunk after the ones before it."""
+
+
+@dataclass(frozen=True)
+class Playback:
+    """What a transport's listener actually heard of one response's audio.
+
+    `played_ms` counts from the start of the response's spoken item; `finished` says
+    playback of the response has ended, either at its end or cut off (barge-in, a
+    stop). The session truncates the unheard part from the conversation.
+    """
+
+    response_id: str
+    played_ms: float
+    finished: bool
+    item_id: str | None = None
+
+
+# --------------------------------------------------------------------------- VAD and STT
 
 
 class VoiceActivityModel(Protocol):
-    """A stateful speech scorer; the session creates one per conversation."""
+    """A stateful speech scorer; each engine session has its own."""
 
     #: Samples per call at 16 kHz (Silero: 512 = 32 ms).
     frame_samples: int
@@ -32,9 +90,6 @@ class VoiceActivityModel(Protocol):
 
     def reset(self) -> None:
         """Forget the recurrent state (new stream)."""
-
-
-# --------------------------------------------------------------------------- STT
 
 
 @dataclass(frozen=True)
@@ -66,12 +121,21 @@ class TranscriptionError(Exception):
 
 
 @dataclass(frozen=True)
-class ContextItem:
-    """One conversation item as an engine sees it (transcripts filled in, no audio bytes).
+class ItemAudio:
+    """An item's audio: int16 mono at `rate`."""
 
-    `type` is the Realtime item type: "message", "function_call" or
-    "function_call_output". For messages, `text` holds the text or the audio
-    transcript of all content parts joined.
+    pcm: np.ndarray
+    rate: int
+
+
+@dataclass(frozen=True)
+class ContextItem:
+    """One conversation item as an engine sees it.
+
+    `type` is the Realtime item type. For messages, `text` holds the text or the audio
+    transcript of all content parts joined (a truncated assistant turn holds only the
+    words that were heard); `audio` is the item's audio where it has some, for engines
+    that hear audio themselves.
     """
 
     type: Literal["message", "function_call", "function_call_output"]
@@ -82,6 +146,9 @@ class ContextItem:
     arguments: str | None = None
     call_id: str | None = None
     output: str | None = None
+    audio: ItemAudio | None = None
+    #: True for an assistant message cut off by the listener.
+    truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,6 +166,9 @@ class ResponseRequest:
     speed: float
     max_output_tokens: int | None = None
     metadata: dict[str, str] | None = None
+    temperature: float | None = None
+    #: Speak exactly this text instead of thinking (the session's own apologies).
+    say: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,32 +191,130 @@ class OutputFunctionCall:
     name: str
     #: JSON-encoded arguments.
     arguments: str
+    #: The model's own call id, kept on the wire; None lets the session make one.
+    call_id: str | None = None
 
 
-ResponseChunk = OutputText | OutputAudio | OutputFunctionCall
+@dataclass(frozen=True)
+class OutputUsage:
+    """Token counts the engine measured itself (an LLM endpoint's own usage)."""
+
+    input_tokens: int
+    output_tokens: int
+
+
+ResponseChunk = OutputText | OutputAudio | OutputFunctionCall | OutputUsage
+
+
+@dataclass(frozen=True)
+class Declined:
+    """A brain's typed "not mine": no match, with the reason and what to say if nobody else answers."""
+
+    reason: str
+    reply: str
+
+
+@dataclass(frozen=True)
+class EngineSessionInfo:
+    """What an engine may know about the session it serves."""
+
+    session_id: str
+    #: "realtime" or "transcription".
+    kind: str = "realtime"
+    #: The satellite this session belongs to, if any.
+    satellite_id: str | None = None
+
+
+MarkCallback = Callable[[str, float], None]
+
+
+class EngineSession(Protocol):
+    """One conversation's engine state. VAD and transcription are optional capabilities."""
+
+    #: A VAD model for the session's turn detection; None when the engine hears audio itself.
+    vad: VoiceActivityModel | None
+    #: Speech-to-text for input audio; None when the engine needs no transcripts.
+    transcriber: Transcriber | None
+
+    def respond(self, request: ResponseRequest, *, on_mark: MarkCallback | None = None) -> AsyncIterator[ResponseChunk]:
+        """Stream the reply. Cancelling the iteration must stop all work promptly.
+
+        `on_mark(stage, monotonic_time)` reports stage timings. With "audio" in
+        `output_modalities`, each OutputText is followed by the OutputAudio that speaks
+        it; with ["text"] no audio is produced.
+        """
+
+    def close(self) -> None:
+        """Free the session's state (the session is over)."""
 
 
 class SpeechEngine(Protocol):
-    """Produces the assistant's turns. The cascade and the relay engine implement it."""
+    """Produces the assistant's turns for every session; the composition root owns it."""
 
-    #: True when `respond` needs transcripts of user audio (a cascade does; an
-    #: engine that hears audio itself does not).
-    needs_transcripts: bool
+    async def warm_up(self) -> None:
+        """Load and exercise models so the first turn is as fast as any other."""
 
-    def new_vad(self) -> VoiceActivityModel:
-        """A fresh VAD model for one session."""
+    def open(self, info: EngineSessionInfo) -> EngineSession:
+        """A new engine session for one conversation."""
 
-    async def transcribe(self, request: TranscriptionRequest) -> Transcript:
-        """Speech-to-text for turn input and `audio.input.transcription`."""
+    async def close(self) -> None:
+        """Release models and workers at server shutdown."""
 
-    def respond(
-        self, request: ResponseRequest, *, on_mark: Callable[[str, float], None] | None = None
-    ) -> AsyncIterator[ResponseChunk]:
-        """Stream the reply. Cancelling the iteration must stop all work promptly.
 
-        `on_mark(stage, monotonic_time)` reports stage timings (e.g. the brain's
-        first output, the first synthesized audio) for benchmarks.
+# --------------------------------------------------------------------------- tools
 
-        With "audio" in `output_modalities`, each OutputText is followed by the
-        OutputAudio that speaks it; with ["text"] no audio is produced.
-        """
+
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    #: JSON-encoded arguments, as the engine produced them.
+    arguments: str
+    call_id: str
+    session_id: str
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """A server-side tool's answer: `output` goes into the `function_call_output` item."""
+
+    output: str
+    #: What to say about it, when the tool's owner phrased it (Home Assistant's speech).
+    speech: str | None = None
+    #: Set when the call failed; the session speaks `speech` or a short apology.
+    error: str | None = None
+
+
+class ToolTimeout(Exception):
+    """A server-side tool did not answer in time."""
+
+
+class Toolbox(Protocol):
+    """The server-side tools of one session (Home Assistant's, configured ones)."""
+
+    def definitions(self) -> Sequence[dict[str, Any]]:
+        """Realtime function definitions to offer the engine beside the client's tools."""
+
+    def instructions(self) -> str | None:
+        """Text the tools' owner wants in the instructions (Home Assistant's API prompt)."""
+
+    def handles(self, name: str) -> bool:
+        """Whether a call of this name runs on the server."""
+
+    async def call(self, call: ToolCall) -> ToolResult:
+        """Run one call; raises ToolTimeout, or returns a result with `error` set on failure."""
+
+
+class NoTools:
+    """A toolbox with nothing in it (sessions with client tools only)."""
+
+    def definitions(self) -> Sequence[dict[str, Any]]:
+        return ()
+
+    def instructions(self) -> str | None:
+        return None
+
+    def handles(self, name: str) -> bool:
+        return False
+
+    async def call(self, call: ToolCall) -> ToolResult:
+        raise LookupError(f"no server-side tool {call.name!r}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -20,7 +20,9 @@ from ..audio.formats import AudioFormat, encode
 from ..audio.resample import StreamResampler
 from ..protocol import server_events as ev
 from ..protocol.ids import new_id
+from ..protocol.items import AssistantMessage, FunctionCall
 from .conversation import Conversation, Entry, SpokenSpan
+from .interfaces import ContextItem, MediaSink, ReplyAudio, ResponseRequest
 from .usage import Usage, text_tokens
 
 #: Longest audio carried by one `response.output_audio.delta`.
@@ -41,8 +43,10 @@ class _Message:
     open_span: SpokenSpan | None = None
 
 
-@dataclass
-class ResponseOptions:
+@dataclass(frozen=True)
+class ResponsePlan:
+    """One response's settings, resolved once when it is created and carried to the engine."""
+
     output_modalities: list[str]
     output_format: AudioFormat
     voice: str
@@ -51,8 +55,33 @@ class ResponseOptions:
     conversation_id: str | None
     max_output_tokens: int | None
     metadata: dict[str, str] | None
+    instructions: str = ""
+    #: Realtime function definitions offered to the engine (the client's and the server's).
+    tools: tuple[dict[str, Any], ...] = ()
+    tool_choice: str | dict[str, Any] = "auto"
+    temperature: float | None = None
+    #: Explicit `response.input` entries; None means the default conversation.
+    input: tuple[Entry, ...] | None = None
+    #: Speak exactly this (the session's own apology after a failed server-side tool).
+    say: str | None = None
+    #: How many server-side tool rounds led to this response.
+    tool_round: int = 0
     #: True over WebSocket (audio travels in events); False where a media track carries it.
     audio_in_events: bool = True
+    #: The media track's rate, where one carries the audio.
+    media_rate: int | None = None
+
+    def engine_request(self, items: list[ContextItem]) -> ResponseRequest:
+        """The engine's view of this response."""
+        return ResponseRequest(
+            instructions=self.instructions, items=items, tools=list(self.tools), tool_choice=self.tool_choice,
+            output_modalities=self.output_modalities, voice=self.voice, speed=self.speed,
+            max_output_tokens=self.max_output_tokens, metadata=self.metadata, temperature=self.temperature,
+            say=self.say)
+
+    def follow_up(self, *, say: str | None = None) -> ResponsePlan:
+        """The response that continues after server-side tools answered."""
+        return replace(self, input=None, say=say, tool_round=self.tool_round + 1)
 
 
 def format_wire(fmt: AudioFormat) -> dict[str, Any]:
@@ -63,16 +92,16 @@ def format_wire(fmt: AudioFormat) -> dict[str, Any]:
 class ResponseBuilder:
     def __init__(
         self,
-        options: ResponseOptions,
+        plan: ResponsePlan,
         conversation: Conversation,
         emit: Emit,
-        on_audio: Callable[[str, np.ndarray], None] | None = None,
+        media: MediaSink | None = None,
     ) -> None:
         self.id = new_id("resp")
-        self.options = options
+        self.options = plan
         self.conversation = conversation
         self.emit = emit
-        self.on_audio = on_audio
+        self.media = media
         self.status: Literal["in_progress"] | Status = "in_progress"
         self.usage = Usage()
         self.outputs: list[Entry] = []
@@ -82,6 +111,17 @@ class ResponseBuilder:
         self.first_audio_at: float | None = None
 
     # ------------------------------------------------------------ wire objects
+
+    @property
+    def audio_rate(self) -> int:
+        """Rate of the audio this response keeps and delivers (the media track's, else the format's)."""
+        return self.options.media_rate or self.options.output_format.rate
+
+    @property
+    def spoken(self) -> Entry | None:
+        """The assistant message that carries this response's audio, if any."""
+        return next((e for e in self.outputs if e.item.get("type") == "message" and e.audio is not None), None) \
+            if self._message is None else self._message.entry
 
     @property
     def audio_mode(self) -> bool:
@@ -131,8 +171,8 @@ class ResponseBuilder:
     def _ensure_message(self) -> _Message:
         if self._message is None:
             modality = "audio" if self.audio_mode else "text"
-            item = {"id": new_id("item"), "object": "realtime.item", "type": "message", "role": "assistant",
-                    "status": "in_progress", "content": []}
+            item = AssistantMessage(id=new_id("item"), object="realtime.item", type="message", role="assistant",
+                                    status="in_progress", content=[]).wire()
             entry = self._add_item(item)
             self._message = _Message(entry=entry, output_index=len(self.outputs) - 1, modality=modality)
             part = {"type": "audio", "transcript": ""} if modality == "audio" else {"type": "text", "text": ""}
@@ -156,7 +196,7 @@ class ResponseBuilder:
         self.usage.output_text += text_tokens(delta)
         message.text.append(delta)
         if message.modality == "audio":
-            start_ms = 1000.0 * message.audio_samples / self.options.output_format.rate
+            start_ms = 1000.0 * message.audio_samples / self.audio_rate
             if message.open_span is None or message.open_span.end_ms > message.open_span.start_ms:
                 message.open_span = SpokenSpan(text=delta, start_ms=start_ms, end_ms=start_ms)
                 message.entry.spans.append(message.open_span)
@@ -171,37 +211,38 @@ class ResponseBuilder:
         if not self.audio_mode:
             return
         message = self._ensure_message()
-        fmt = self.options.output_format
         if self._resampler is None or self._resampler_rate != rate:
-            self._resampler = StreamResampler(rate, fmt.rate)
+            self._resampler = StreamResampler(rate, self.audio_rate)
             self._resampler_rate = rate
         self._push_audio(message, self._resampler.process(pcm), now)
 
     def _push_audio(self, message: _Message, pcm: np.ndarray, now: float) -> None:
         if not len(pcm):
             return
-        fmt = self.options.output_format
+        rate = self.audio_rate
         message.audio.append(pcm)
         message.audio_samples += len(pcm)
         if message.open_span is not None:
-            message.open_span.end_ms = 1000.0 * message.audio_samples / fmt.rate
-        self.usage.output_audio_ms += 1000.0 * len(pcm) / fmt.rate
+            message.open_span.end_ms = 1000.0 * message.audio_samples / rate
+        self.usage.output_audio_ms += 1000.0 * len(pcm) / rate
         if self.first_audio_at is None:
             self.first_audio_at = now
-        if self.on_audio is not None:
-            self.on_audio(self.id, pcm)
+        if self.media is not None:
+            self.media.reply_audio(ReplyAudio(self.id, message.entry.id, pcm, rate))
         if not self.options.audio_in_events:
             return
+        fmt = self.options.output_format
         step = fmt.rate * DELTA_MS // 1000
         for offset in range(0, len(pcm), step):
             payload = base64.b64encode(encode(fmt, pcm[offset : offset + step])).decode("ascii")
             self.emit(ev.OutputAudioDelta(**self._part_ids(message), delta=payload))
 
-    def add_function_call(self, name: str, arguments: str) -> None:
+    def add_function_call(self, name: str, arguments: str, call_id: str | None = None) -> Entry:
+        """A complete function call item (its arguments in one delta); returns its entry."""
         self._close_message("completed")
-        call_id = new_id("call")
-        item = {"id": new_id("item"), "object": "realtime.item", "type": "function_call", "status": "in_progress",
-                "name": name, "call_id": call_id, "arguments": ""}
+        call_id = call_id or new_id("call")
+        item = FunctionCall(id=new_id("item"), object="realtime.item", type="function_call", status="in_progress",
+                            name=name, call_id=call_id, arguments="").wire()
         entry = self._add_item(item)
         output_index = len(self.outputs) - 1
         ids = {"response_id": self.id, "item_id": entry.id, "output_index": output_index, "call_id": call_id}
@@ -210,6 +251,7 @@ class ResponseBuilder:
         self.usage.output_text += text_tokens(name) + text_tokens(arguments)
         entry.item = {**item, "status": "completed", "arguments": arguments}
         self._item_done(entry, output_index)
+        return entry
 
     # ------------------------------------------------------------ finishing
 
@@ -233,7 +275,7 @@ class ResponseBuilder:
             part = {"type": "audio", "transcript": text}
             content = [{"type": "output_audio", "transcript": text}]
             entry.audio = np.concatenate(message.audio) if message.audio else np.zeros(0, dtype=np.int16)
-            entry.audio_rate = self.options.output_format.rate
+            entry.audio_rate = self.audio_rate
         else:
             self.emit(ev.OutputTextDone(**ids, text=text))
             part = {"type": "text", "text": text}

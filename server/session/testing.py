@@ -13,12 +13,16 @@ from typing import Any
 
 import numpy as np
 
+from ..protocol.server_events import ServerEvent
 from .interfaces import (
+    EngineSessionInfo,
     OutputAudio,
     OutputFunctionCall,
     OutputText,
     ResponseChunk,
     ResponseRequest,
+    ToolCall,
+    ToolResult,
     Transcript,
     TranscriptionRequest,
 )
@@ -54,6 +58,21 @@ class ScriptedEngine:
     requests: list[ResponseRequest] = field(default_factory=list)
     transcriptions: list[TranscriptionRequest] = field(default_factory=list)
 
+    #: Engine sessions opened, in order (tests read them).
+    opened: list[EngineSessionInfo] = field(default_factory=list)
+    closed_sessions: int = 0
+    warmed: bool = False
+
+    async def warm_up(self) -> None:
+        self.warmed = True
+
+    def open(self, info: EngineSessionInfo) -> ScriptedEngineSession:
+        self.opened.append(info)
+        return ScriptedEngineSession(self)
+
+    async def close(self) -> None:
+        pass
+
     def new_vad(self) -> EnergyVad:
         return EnergyVad()
 
@@ -67,13 +86,32 @@ class ScriptedEngine:
         self, request: ResponseRequest, *, on_mark: Callable[[str, float], None] | None = None
     ) -> AsyncIterator[ResponseChunk]:
         self.requests.append(request)
-        chunks = self.reply(request) if callable(self.reply) else self.reply
+        if request.say is not None:  # the session's own line: spoken as given
+            chunks: list[ResponseChunk] = [OutputText(request.say), OutputAudio(np.zeros(2400, dtype=np.int16), 24000)]
+        else:
+            chunks = self.reply(request) if callable(self.reply) else self.reply
         for chunk in chunks:
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
             if isinstance(chunk, OutputAudio) and "audio" not in request.output_modalities:
                 continue
             yield chunk
+
+
+class ScriptedEngineSession:
+    """One session's view of a `ScriptedEngine` (shared script, own VAD)."""
+
+    def __init__(self, engine: ScriptedEngine) -> None:
+        self.engine = engine
+        self.vad = engine.new_vad()
+        self.transcriber = engine if engine.needs_transcripts else None
+
+    def respond(self, request: ResponseRequest, *, on_mark: Callable[[str, float], None] | None = None
+                ) -> AsyncIterator[ResponseChunk]:
+        return self.engine.respond(request, on_mark=on_mark)
+
+    def close(self) -> None:
+        self.engine.closed_sessions += 1
 
 
 class RecordingSink:
@@ -84,8 +122,8 @@ class RecordingSink:
         self.closed: tuple[int, str] | None = None
         self._changed = asyncio.Event()
 
-    def send(self, event: dict[str, Any]) -> None:
-        self.events.append(event)
+    def send(self, event: ServerEvent) -> None:
+        self.events.append(event.wire())
         self._changed.set()
 
     def close(self, code: int, reason: str) -> None:
@@ -112,3 +150,32 @@ class RecordingSink:
 
 def function_call(name: str, arguments: str) -> OutputFunctionCall:
     return OutputFunctionCall(name=name, arguments=arguments)
+
+
+@dataclass
+class ScriptedToolbox:
+    """Server-side tools whose answers a test scripts: a result, an exception, or a delay."""
+
+    tools: dict[str, ToolResult | Exception] = field(default_factory=dict)
+    delay: float = 0.0
+    prompt: str | None = None
+    calls: list[ToolCall] = field(default_factory=list)
+
+    def definitions(self) -> list[dict[str, Any]]:
+        return [{"type": "function", "name": name, "description": f"server tool {name}",
+                 "parameters": {"type": "object", "properties": {}}} for name in self.tools]
+
+    def instructions(self) -> str | None:
+        return self.prompt
+
+    def handles(self, name: str) -> bool:
+        return name in self.tools
+
+    async def call(self, call: ToolCall) -> ToolResult:
+        self.calls.append(call)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        answer = self.tools[call.name]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer

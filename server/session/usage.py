@@ -37,9 +37,14 @@ class Usage:
     input_audio: int = 0
     output_text: int = 0
     output_audio_ms: float = 0.0
+    #: (input, output) text tokens an engine measured itself (an LLM endpoint's usage); these
+    #: replace the word counts for text.
+    measured: tuple[int, int] | None = None
 
     def wire(self) -> dict:
         output_audio = audio_tokens(self.output_audio_ms, OUTPUT_AUDIO_MS_PER_TOKEN)
+        if self.measured is not None:
+            self.input_text, self.output_text = self.measured
         input_tokens = self.input_text + self.input_audio
         output_tokens = self.output_text + output_audio
         return {

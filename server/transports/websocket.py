@@ -12,9 +12,10 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
-from ..protocol.errors import RealtimeProtocolError
-from ..session.session import RealtimeSession, SessionOptions
 from ..context import ServerContext
+from ..protocol import client_events as ce
+from ..protocol.errors import RealtimeProtocolError
+from ..protocol.server_events import ServerEvent
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -38,8 +39,8 @@ class WebSocketSink:
         self._queue: asyncio.Queue[str | _Close] = asyncio.Queue()
         self.task = asyncio.get_running_loop().create_task(self._write(), name="ws-writer")
 
-    def send(self, event: dict[str, Any]) -> None:
-        self._queue.put_nowait(json.dumps(event, separators=(",", ":")))
+    def send(self, event: ServerEvent) -> None:
+        self._queue.put_nowait(json.dumps(event.wire(), separators=(",", ":")))
 
     def close(self, code: int, reason: str) -> None:
         self._queue.put_nowait(_Close(code, reason))
@@ -161,20 +162,18 @@ async def realtime_websocket(request: web.Request) -> web.WebSocketResponse:
     ctx.websockets.add(ws)
     sink = WebSocketSink(ws)
     intent = request.query.get("intent")
-    options = SessionOptions(
-        kind="transcription" if intent == "transcription" else "realtime",
-        model=request.query.get("model") or "hearth",
-        defaults=ctx.session_defaults,
-        max_duration_s=ctx.config.server.max_session_duration_s,
-    )
-    session = RealtimeSession(ctx.engine, sink, options)
-    ctx.sessions.add(session)
-    _LOGGER.info("session %s opened from %s (model %s)", session.id, request.remote, options.model)
-    session.start()
+    model = request.query.get("model") or "hearth"
+    session = ctx.sessions.open(sink, kind="transcription" if intent == "transcription" else "realtime", model=model)
+    _LOGGER.info("session %s opened from %s (model %s)", session.id, request.remote, model)
     try:
         async for message in ws:
             if message.type == WSMsgType.TEXT:
-                session.handle_text(message.data)
+                try:
+                    event = ce.parse_client_event(message.data)
+                except RealtimeProtocolError as err:
+                    session.protocol_error(err)
+                    continue
+                session.submit(event)
             elif message.type == WSMsgType.BINARY:
                 session.protocol_error(RealtimeProtocolError(
                     message="Expected a text WebSocket message; binary frames are not supported.",
@@ -183,9 +182,8 @@ async def realtime_websocket(request: web.Request) -> web.WebSocketResponse:
                 _LOGGER.info("session %s: websocket error %s", session.id, ws.exception())
                 break
     finally:
-        session.close()
+        ctx.sessions.closed(session)
         await sink.drain_and_stop()
-        ctx.sessions.discard(session)
         ctx.websockets.discard(ws)
         _LOGGER.info("session %s closed (code %s)", session.id, ws.close_code)
     return ws

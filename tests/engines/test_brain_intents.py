@@ -24,6 +24,7 @@ from hearth.server.engines.cascade.brain_intents_names import (
 )
 from hearth.server.engines.cascade.brain_intents_replies import confirmation, word_groups
 from hearth.server.session.interfaces import (
+    Declined,
     ContextItem,
     OutputFunctionCall,
     OutputText,
@@ -121,6 +122,8 @@ async def call_of(brain: IntentsBrain, req: ResponseRequest) -> tuple[str, dict[
 
 async def text_of(brain: IntentsBrain, req: ResponseRequest) -> str:
     chunks = await collect(brain, req)
+    if len(chunks) == 1 and isinstance(chunks[0], Declined):  # what the engine speaks for a decline
+        return chunks[0].reply
     assert chunks and all(isinstance(c, OutputText) for c in chunks), chunks
     return "".join(c.delta for c in chunks)
 

@@ -22,6 +22,7 @@ from hearth.server.engines.cascade.stt import WhisperTranscriber
 from hearth.server.engines.cascade.tts import PiperSynthesizer
 from hearth.server.engines.cascade.vad import SileroVad
 from hearth.server.session.interfaces import (
+    EngineSessionInfo,
     OutputAudio,
     OutputFunctionCall,
     OutputText,
@@ -189,9 +190,10 @@ async def test_brain_failure_ends_the_response_with_its_error(transcriber, synth
 
 async def test_warm_up_vad_and_transcription(transcriber, synthesizer, kitchen_light) -> None:
     cascade = engine(ScriptedBrain([]), transcriber, synthesizer)
-    assert cascade.needs_transcripts is True
     await cascade.warm_up()
-    first, second = cascade.new_vad(), cascade.new_vad()
+    one, two = cascade.open(EngineSessionInfo("sess_a")), cascade.open(EngineSessionInfo("sess_b"))
+    assert one.transcriber is not None  # the cascade needs transcripts: it provides transcription
+    first, second = one.vad, two.vad
     assert isinstance(first, SileroVad) and first is not second
     transcript = await cascade.transcribe(TranscriptionRequest(audio=kitchen_light))
     assert "kitchen light" in transcript.text.lower()

@@ -403,16 +403,15 @@ class SharedEngine:
 
     def __init__(self, engine: SpeechEngine) -> None:
         self._engine = engine
-        self.needs_transcripts = engine.needs_transcripts
 
-    def new_vad(self) -> Any:
-        return self._engine.new_vad()
+    async def warm_up(self) -> None:
+        pass  # warmed by its owner
 
-    async def transcribe(self, request: Any) -> Any:
-        return await self._engine.transcribe(request)
+    def open(self, info: Any) -> Any:
+        return self._engine.open(info)
 
-    def respond(self, request: Any, **kwargs: Any) -> Any:
-        return self._engine.respond(request, **kwargs)
+    async def close(self) -> None:
+        pass  # its owner closes it
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,9 @@
 Brains (Home Assistant intents, an OpenAI-compatible LLM, or both) only decide
 *what* to say; the engine around them handles speech. Text is streamed as
 deltas so speech can start before the reply is complete; a function call is
-emitted once, complete.
+emitted once, complete. A brain that cannot answer yields one `Declined` and
+nothing else, so brains compose (`auto` asks the next one) without matching
+reply strings; when a decline reaches the engine, its `reply` is spoken.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from hearth.server.session.interfaces import OutputFunctionCall, OutputText, ResponseRequest
+from hearth.server.session.interfaces import Declined, OutputFunctionCall, OutputText, ResponseRequest
 
-#: What a brain emits: reply text deltas and complete function calls.
-BrainEvent = OutputText | OutputFunctionCall
+#: What a brain emits: reply text deltas and complete function calls, or a single decline.
+BrainEvent = OutputText | OutputFunctionCall | Declined
 
 
 class Brain(Protocol):

@@ -41,6 +41,7 @@ from home_assistant_intents import get_intents
 
 from hearth.server.session.interfaces import (
     ContextItem,
+    Declined,
     OutputFunctionCall,
     OutputText,
     ResponseRequest,
@@ -166,17 +167,17 @@ class IntentsBrain:
         return None
 
     async def respond(self, request: ResponseRequest) -> AsyncIterator[
-            OutputText | OutputFunctionCall]:
-        """Stream the reply to `request`: text deltas, or one complete function call."""
+            OutputText | OutputFunctionCall | Declined]:
+        """Stream the reply to `request`: text deltas, one complete function call, or a decline."""
         answer = await self.answer(request)
-        if isinstance(answer, OutputFunctionCall):
+        if isinstance(answer, (OutputFunctionCall, Declined)):
             yield answer
             return
         for delta in word_groups(answer):
             yield OutputText(delta)
 
-    async def answer(self, request: ResponseRequest) -> str | OutputFunctionCall:
-        """The whole reply at once: the text to say, or the call to make."""
+    async def answer(self, request: ResponseRequest) -> str | OutputFunctionCall | Declined:
+        """The whole reply at once: the text to say, the call to make, or why this brain cannot answer."""
         outputs = _trailing_outputs(request.items)
         if outputs:
             names = self.names_for(request)
@@ -192,12 +193,12 @@ class IntentsBrain:
 
         text = _last_user_text(request.items)
         if not text:
-            return DIDNT_CATCH
+            return Declined("nothing was said", DIDNT_CATCH)
         # Reading names (YAML in the instructions) and matching take a few ms: off the loop.
         names, result = await asyncio.to_thread(self._understand, text, request)
         if result is None:
             _LOGGER.debug("no intent for %r", text)
-            return DIDNT_CATCH
+            return Declined("no intent matched", DIDNT_CATCH)
         _LOGGER.debug("%r -> %s %s", text, result.intent.name,
                       {e.name: e.value for e in result.entities_list})
         return self._act(result, request, names)
@@ -222,7 +223,7 @@ class IntentsBrain:
             return lists
 
     def _act(self, result: RecognizeResult, request: ResponseRequest,
-             names: HomeNames) -> str | OutputFunctionCall:
+             names: HomeNames) -> str | OutputFunctionCall | Declined:
         intent = result.intent.name
         if intent in _LOCAL_INTENTS:
             local = self._local_answer(result)
@@ -231,16 +232,16 @@ class IntentsBrain:
 
         tools_allowed, forced = _tool_choice(request.tool_choice)
         if not tools_allowed:
-            return cannot(intent, "tools are turned off", where="right now")
+            return _decline(intent, "tools are turned off", where="right now")
         tool = _find_tool(request.tools, intent)
         if tool is None:
-            return cannot(intent, f"no {intent} tool is available")
+            return _decline(intent, f"no {intent} tool is available")
         name = tool_name(tool) or intent
         if forced is not None and forced != name:
-            return cannot(intent, f"I was asked to use {forced} instead")
+            return _decline(intent, f"I was asked to use {forced} instead")
         arguments, problem = build_arguments(result, tool_parameters(tool), names)
         if arguments is None:
-            return cannot(intent, problem or "the tool doesn't fit")
+            return _decline(intent, problem or "the tool doesn't fit")
         return OutputFunctionCall(name=name, arguments=_dumps(arguments))
 
     def _local_answer(self, result: RecognizeResult) -> str | None:
@@ -449,3 +450,8 @@ def _build_slot_lists(names: HomeNames) -> dict[str, SlotList]:
     for slot_list in lists.values():
         slot_list.get_candidates("a")
     return lists
+
+
+def _decline(intent: str, reason: str, where: str = "here") -> Declined:
+    """A typed "not mine" whose reply names the reason, for when no other brain answers."""
+    return Declined(f"{intent}: {reason}", cannot(intent, reason, where=where))

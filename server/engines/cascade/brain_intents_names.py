@@ -23,6 +23,10 @@ from typing import Any
 
 import yaml
 
+from hearth.server.tools.schema import enum_properties, schema_enum, tool_name, tool_parameters
+
+__all__ = ["schema_enum", "tool_name", "tool_parameters"]
+
 #: Tool-schema property names whose enums hold entity names, areas, floors.
 _ENTITY_KEYS = frozenset({"name"})
 _AREA_KEYS = frozenset({"area"})
@@ -204,7 +208,7 @@ def names_from_tools(tools: Iterable[Mapping[str, Any]]) -> HomeNames:
     floors: list[KnownName] = []
     for tool in tools:
         params = tool_parameters(tool)
-        for key, values in _enum_properties(params):
+        for key, values in enum_properties(params):
             if key in _ENTITY_KEYS:
                 entities.extend(KnownEntity(v) for v in values)
             elif key in _DOMAIN_KEYS:
@@ -214,60 +218,6 @@ def names_from_tools(tools: Iterable[Mapping[str, Any]]) -> HomeNames:
             elif key in _FLOOR_KEYS:
                 floors.extend(KnownName(v) for v in values)
     return merge_names(HomeNames(tuple(entities), tuple(areas), tuple(floors)))
-
-
-def tool_name(tool: Mapping[str, Any]) -> str | None:
-    """A tool's name, in the Realtime (flat) or the chat-completions (nested) shape."""
-    name = tool.get("name")
-    if name is None and isinstance(tool.get("function"), Mapping):
-        name = tool["function"].get("name")
-    return name if isinstance(name, str) else None
-
-
-def tool_parameters(tool: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A tool's parameter schema (empty when it declares none)."""
-    params = tool.get("parameters")
-    if params is None and isinstance(tool.get("function"), Mapping):
-        params = tool["function"].get("parameters")
-    return params if isinstance(params, Mapping) else {}
-
-
-def _enum_properties(schema: Any, depth: int = 0) -> Iterator[tuple[str, list[str]]]:
-    """(property name, its string enum values) for every property at any depth."""
-    if not isinstance(schema, Mapping) or depth > 8:
-        return
-    properties = schema.get("properties")
-    if isinstance(properties, Mapping):
-        for key, sub in properties.items():
-            values = schema_enum(sub)
-            if values:
-                yield str(key), values
-            yield from _enum_properties(sub, depth + 1)
-    for sub in _subschemas(schema):
-        yield from _enum_properties(sub, depth + 1)
-
-
-def schema_enum(schema: Any, depth: int = 0) -> list[str]:
-    """String enum values a property allows, looking through anyOf/oneOf/allOf/items."""
-    if not isinstance(schema, Mapping) or depth > 8:
-        return []
-    values: list[str] = []
-    enum = schema.get("enum")
-    if isinstance(enum, list):
-        values.extend(v for v in enum if isinstance(v, str) and v.strip())
-    if isinstance(schema.get("const"), str):
-        values.append(schema["const"])
-    for sub in _subschemas(schema):
-        values.extend(schema_enum(sub, depth + 1))
-    return list(dict.fromkeys(values))
-
-
-def _subschemas(schema: Mapping[str, Any]) -> Iterator[Any]:
-    for key in ("anyOf", "oneOf", "allOf"):
-        if isinstance(schema.get(key), list):
-            yield from schema[key]
-    if isinstance(schema.get("items"), Mapping):
-        yield schema["items"]
 
 
 # --------------------------------------------------------------------------- source 2: overview

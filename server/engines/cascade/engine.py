@@ -1,5 +1,9 @@
 """The local cascade engine: server VAD -> Whisper -> brain -> sentence-chunked piper.
 
+The engine holds the shared models; `open()` gives each conversation a
+`CascadeSession` with its own VAD state. Transcription and speech share the
+engine's workers.
+
 `respond` runs two explicit stages with one owner for cancellation (the
 `respond` generator itself):
 
@@ -26,6 +30,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from hearth.server.session.interfaces import (
+    Declined,
+    EngineSessionInfo,
     OutputAudio,
     OutputFunctionCall,
     OutputText,
@@ -51,16 +57,31 @@ MARK_BRAIN_DONE = "brain_done"  # the brain's stream ended
 MARK_DONE = "done"  # everything yielded
 
 #: Receives (stage name, `time.monotonic()` when the stage was reached), the
-#: convention of `SpeechEngine.respond` and the session's turn timings.
+#: convention of `EngineSession.respond` and the session's turn timings.
 MarkCallback = Callable[[str, float], None]
 
 T = TypeVar("T")
 
 
+class CascadeSession:
+    """One conversation on the cascade: its own VAD state, the engine's models."""
+
+    def __init__(self, engine: CascadeEngine, info: EngineSessionInfo) -> None:
+        self.info = info
+        self.vad = engine.new_vad()
+        self.transcriber = engine
+        self._engine = engine
+
+    def respond(self, request: ResponseRequest, *, on_mark: MarkCallback | None = None
+                ) -> AsyncIterator[ResponseChunk]:
+        return self._engine.respond(request, on_mark=on_mark)
+
+    def close(self) -> None:
+        self.vad.reset()
+
+
 class CascadeEngine:
     """A `SpeechEngine` made of local models and a pluggable brain."""
-
-    needs_transcripts = True
 
     def __init__(
         self,
@@ -88,6 +109,12 @@ class CascadeEngine:
         self.new_vad()
         await asyncio.gather(self._transcriber.warm_up(), self._synthesizer.warm_up())
 
+    def open(self, info: EngineSessionInfo) -> CascadeSession:
+        return CascadeSession(self, info)
+
+    async def close(self) -> None:
+        """Nothing to release: the composition root owns the worker pool the models run in."""
+
     async def respond(
         self, request: ResponseRequest, *, on_mark: MarkCallback | None = None
     ) -> AsyncIterator[ResponseChunk]:
@@ -108,8 +135,22 @@ class CascadeEngine:
                 yield chunk
         marks.once(MARK_DONE)
 
-    async def _written(self, request: ResponseRequest, marks: _Marks) -> AsyncIterator[ResponseChunk]:
+    async def _brain_events(self, request: ResponseRequest) -> AsyncIterator[OutputText | OutputFunctionCall]:
+        """The brain's stream, with a decline spoken as its reply and `say` spoken as given."""
+        if request.say is not None:
+            yield OutputText(request.say)
+            return
         events = self._brain.respond(request)
+        async with _closing(events):
+            async for event in events:
+                if isinstance(event, Declined):
+                    _LOGGER.info("brain declined: %s", event.reason)
+                    yield OutputText(event.reply)
+                    return
+                yield event
+
+    async def _written(self, request: ResponseRequest, marks: _Marks) -> AsyncIterator[ResponseChunk]:
+        events = self._brain_events(request)
         async with _closing(events):
             async for event in events:
                 marks.once(MARK_BRAIN_FIRST)
@@ -149,7 +190,7 @@ class CascadeEngine:
         """Thinking stage: brain events -> sentences and calls on `queue`, then an end marker."""
         splitter = SentenceSplitter()
         try:
-            events = self._brain.respond(request)
+            events = self._brain_events(request)
             async with _closing(events):
                 async for event in events:
                     marks.once(MARK_BRAIN_FIRST)

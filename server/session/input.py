@@ -1,0 +1,382 @@
+"""A session's input side: the audio buffer, turn detection, speculative STT and commits.
+
+Audio arrives at any rate (`append`); it is kept as sent (for retrieve) and resampled
+once to the 16 kHz pipeline rate for the VAD and speech-to-text. The turn detector's
+signals become `input_audio_buffer.*` events; a turn that ends (VAD, semantic end,
+end of input, or a manual commit) becomes a committed user item whose transcription
+runs in a task the session owns. The session is told through two callbacks: speech
+started (barge-in) and turn committed (answer it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..audio.resample import StreamResampler
+from ..protocol import server_events as ev
+from ..protocol.errors import RealtimeProtocolError
+from ..protocol.ids import new_id
+from ..protocol.session_config import SemanticVad, ServerVad
+from .conversation import Conversation, Entry
+from .input_buffer import InputBuffer
+from .interfaces import PIPELINE_RATE, Transcriber, Transcript, TranscriptionError, TranscriptionRequest
+from .items import set_transcript, user_audio_item
+from .timings import TurnTimings
+from .turn_detection import TurnDetector, TurnSignal, VadSettings
+
+_LOGGER = logging.getLogger(__name__)
+
+#: The shortest commit upstream accepts.
+MIN_COMMIT_MS = 100
+#: Longest input buffer kept without a commit (manual mode); older audio is an error.
+MAX_BUFFER_S = 15 * 60
+#: In VAD mode, silence older than the prefix padding is dropped once the buffer exceeds this.
+IDLE_TRIM_S = 2.0
+#: semantic_vad: silence needed after a complete-sounding phrase, and the cap, by eagerness (ms).
+SEMANTIC_MIN_SILENCE = {"high": 200, "medium": 350, "auto": 350, "low": 600}
+SEMANTIC_MAX_SILENCE = {"high": 2000, "medium": 4000, "auto": 4000, "low": 8000}
+_TRAILING_CONTINUATIONS = re.compile(
+    r"\b(and|or|but|so|because|the|a|an|to|of|with|for|in|on|at|um|uh|like|then|if|my|your|is)\W*$", re.IGNORECASE
+)
+
+
+def sounds_complete(text: str) -> bool:
+    """Whether a partial transcript reads like a finished request (semantic_vad)."""
+    text = text.strip()
+    if not text or text.endswith(("...", "…", ",", "-")):
+        return False
+    if _TRAILING_CONTINUATIONS.search(text):
+        return False
+    return text[-1] in ".!?"
+
+
+def input_resampler(rate: int) -> StreamResampler:
+    """Input audio to 16 kHz for VAD and STT.
+
+    soxr's low-quality filter holds back ~6 ms of audio where HQ holds back ~21 ms,
+    and every held-back millisecond delays the end of every turn. The speech band
+    the VAD and Whisper use is far below where the filters differ.
+    """
+    return StreamResampler(rate, PIPELINE_RATE, quality="LQ")
+
+
+@dataclass
+class _Speculation:
+    """A transcription started at the first silence, reused if the turn ends there."""
+
+    start: int
+    end: int
+    task: asyncio.Task[Transcript]
+
+
+@dataclass(frozen=True)
+class InputHooks:
+    """What the input side tells the session, and what it needs from it."""
+
+    emit: Callable[[ev.ServerEvent], None]
+    spawn: Callable[[Any, str], asyncio.Task[Any]]
+    #: The live session config (changes with session.update).
+    config: Callable[[], Any]
+    #: Speech started in VAD mode: barge-in and idle-timer handling.
+    speech_started: Callable[[], None]
+    #: A VAD turn was committed (item id, the turn detection in force): answer it if asked to.
+    turn_committed: Callable[[str, ServerVad | SemanticVad], None]
+    #: Timings of the committed turn, handed to the response that answers it.
+    turn_timings: Callable[[TurnTimings], None]
+
+
+class InputStage:
+    def __init__(self, hooks: InputHooks, conversation: Conversation, vad: Any, transcriber: Transcriber | None,
+                 wire_rate: int) -> None:
+        self.hooks = hooks
+        self.conversation = conversation
+        self.transcriber = transcriber
+        self.buffer = InputBuffer(wire_rate)
+        self._resampler = input_resampler(wire_rate)
+        self._vad = vad
+        self.detector = TurnDetector(vad, self.vad_settings()) if vad is not None else None
+        self.speech_item: str | None = None
+        self._speech_start = 0
+        self._speculation: _Speculation | None = None
+        self.transcripts: dict[str, asyncio.Task[Transcript | None]] = {}
+        self._pending_timings: TurnTimings | None = None
+        self._silence_began_at: float | None = None
+
+    # ------------------------------------------------------------ config
+
+    @property
+    def _cfg(self) -> Any:
+        return self.hooks.config().audio.input
+
+    @property
+    def _position(self) -> int:
+        return self.detector.position if self.detector is not None else self.buffer.end
+
+    def vad_settings(self) -> VadSettings:
+        turn = self._cfg.turn_detection
+        if isinstance(turn, ServerVad):
+            return VadSettings(turn.threshold, turn.prefix_padding_ms, turn.silence_duration_ms)
+        if isinstance(turn, SemanticVad):
+            return VadSettings(0.5, 300, SEMANTIC_MAX_SILENCE[turn.eagerness])
+        # manual turns: the VAD still runs to transcribe speculatively
+        return VadSettings(0.5, 0, 300)
+
+    def reconfigure(self, wire_rate: int) -> None:
+        """Apply a session.update: a new input rate restarts the buffer."""
+        if wire_rate != self.buffer.wire_rate:
+            self.clear(silent=True)
+            self.buffer = InputBuffer(wire_rate)
+            self._resampler = input_resampler(wire_rate)
+        if self.detector is not None:
+            self.detector.configure(self.vad_settings())
+        if self._cfg.turn_detection is None:
+            self.speech_item = None
+
+    # ------------------------------------------------------------ audio
+
+    def check_room(self) -> None:
+        if self.buffer.duration_ms / 1000 > MAX_BUFFER_S:
+            raise RealtimeProtocolError(
+                message=f"The input audio buffer holds more than {MAX_BUFFER_S // 60} minutes; commit or clear it.",
+                code="input_audio_buffer_full")
+
+    def append(self, pcm: np.ndarray, rate: int) -> None:
+        """int16 mono audio at `rate`; one resample to the pipeline rate."""
+        if rate != self.buffer.wire_rate:
+            if self.buffer.duration_ms == 0:
+                self.buffer = InputBuffer(rate)
+                self._resampler = input_resampler(rate)
+            else:  # a transport that changed its rate mid-buffer: keep one clock
+                pcm = StreamResampler(rate, self.buffer.wire_rate).process(pcm, last=True)
+        self._feed(pcm, self._resampler.process(pcm))
+
+    def _feed(self, wire: np.ndarray, pcm: np.ndarray) -> None:
+        pipe = pcm.astype(np.float32) / 32768.0
+        self.buffer.append(wire, pipe)
+        if self.detector is None:
+            return
+        for signal in self.detector.feed(pipe):
+            self._on_signal(signal)
+        if self.speech_item is None and self._cfg.turn_detection is not None:
+            self._trim_idle()
+        self._check_semantic_end()
+
+    def end(self) -> bool:
+        """The input stream ended now: close a turn in progress at once (no silence to wait for).
+
+        Returns True when a turn was committed.
+        """
+        tail = self._resampler.process(np.zeros(0, dtype=np.int16), last=True)
+        if len(tail):
+            self.buffer.append(np.zeros(0, dtype=np.int16), tail.astype(np.float32) / 32768.0)
+        turn = self._cfg.turn_detection
+        if self.speech_item is None or turn is None:
+            return False
+        if self.detector is not None:
+            self.detector.reset_turn()
+        self._end_turn(self.buffer.end, turn)
+        return True
+
+    def _trim_idle(self) -> None:
+        if self.buffer.duration_ms / 1000 > IDLE_TRIM_S and self.detector is not None:
+            padding = self.detector.settings.prefix_padding_ms * PIPELINE_RATE // 1000
+            self.buffer.drop_until(self.detector.position - padding)
+
+    def _on_signal(self, signal: TurnSignal) -> None:
+        vad = self._cfg.turn_detection
+        match signal.kind:
+            case "speech_started":
+                self._cancel_speculation()
+                if vad is None:
+                    return
+                self.speech_item = new_id("item")
+                self._speech_start = max(signal.sample, self.buffer.start)
+                self.hooks.emit(ev.SpeechStarted(item_id=self.speech_item, audio_start_ms=_ms(self._speech_start)))
+                self.hooks.speech_started()
+            case "silence_began":
+                self._silence_began_at = time.monotonic()
+            case "silence_settled":
+                start = self._speech_start if vad is not None and self.speech_item else self.buffer.start
+                self._speculate(start, signal.sample)
+            case "speech_resumed":
+                self._cancel_speculation()
+            case "turn_ended":
+                if vad is None or self.speech_item is None:
+                    return
+                self._end_turn(signal.sample, vad)
+
+    # ------------------------------------------------------------ speculation
+
+    def _speculate(self, start: int, end: int) -> None:
+        self._cancel_speculation()
+        if self.transcriber is None:
+            return
+        _, audio = self.buffer.slice(start, end)
+        if not len(audio):
+            return
+        timings = self._pending_timings = TurnTimings()
+        timings.mark("silence_began", self._silence_began_at)
+        task = self.hooks.spawn(self._transcribe(audio, timings), "speculative-stt")
+        self._speculation = _Speculation(start=start, end=end, task=task)
+        task.add_done_callback(lambda _t: self._check_semantic_end())
+
+    def _cancel_speculation(self) -> None:
+        if self._speculation is not None:
+            self._speculation.task.cancel()
+            self._speculation = None
+            self._pending_timings = None
+
+    async def _transcribe(self, audio: np.ndarray, timings: TurnTimings | None) -> Transcript:
+        assert self.transcriber is not None
+        transcription = self._cfg.transcription
+        request = TranscriptionRequest(
+            audio=audio,
+            language=transcription.language if transcription else None,
+            prompt=transcription.prompt if transcription else None,
+        )
+        if timings:
+            timings.mark("stt_start")
+        result = await self.transcriber.transcribe(request)
+        if timings:
+            timings.mark("stt_done")
+        return result
+
+    def _check_semantic_end(self) -> None:
+        """semantic_vad: end the turn early once the words so far sound complete."""
+        vad = self._cfg.turn_detection
+        spec = self._speculation
+        if not isinstance(vad, SemanticVad) or self.speech_item is None or spec is None or not spec.task.done():
+            return
+        if spec.task.cancelled() or spec.task.exception() is not None or self.detector is None:
+            return
+        silence_ms = (self.detector.position - spec.end) * 1000 / PIPELINE_RATE
+        if silence_ms >= SEMANTIC_MIN_SILENCE[vad.eagerness] and sounds_complete(spec.task.result().text):
+            self.detector.reset_turn()
+            self._end_turn(self.detector.position, vad)
+
+    # ------------------------------------------------------------ commits
+
+    def _end_turn(self, end: int, vad: ServerVad | SemanticVad) -> None:
+        item_id = self.speech_item
+        assert item_id is not None
+        self.speech_item = None
+        self.hooks.emit(ev.SpeechStopped(item_id=item_id, audio_end_ms=_ms(end)))
+        self._commit(item_id, self._speech_start, end)
+        self.hooks.turn_committed(item_id, vad)
+
+    def commit_manual(self) -> str:
+        buffered = self.buffer.wire_duration_ms
+        if buffered < MIN_COMMIT_MS:
+            raise RealtimeProtocolError(
+                message=f"Error committing input audio buffer: buffer too small. Expected at least {MIN_COMMIT_MS}ms "
+                f"of audio, but buffer only has {buffered:.2f}ms of audio.",
+                code="input_audio_buffer_commit_empty")
+        item_id = self.speech_item or new_id("item")
+        self.speech_item = None
+        start = self._speech_start if self._speech_start >= self.buffer.start else self.buffer.start
+        self._commit(item_id, start, self.buffer.end)
+        if self.detector is not None:
+            self.detector.reset_turn()
+        return item_id
+
+    def commit_all(self) -> str:
+        """Commit whatever is buffered (the idle timeout's commit)."""
+        item_id = new_id("item")
+        start, end = self.buffer.start, self.buffer.end
+        self.hooks.emit(ev.BufferTimeoutTriggered(item_id=item_id, audio_start_ms=_ms(start), audio_end_ms=_ms(end)))
+        self._commit(item_id, start, end)
+        return item_id
+
+    def _commit(self, item_id: str, start: int, end: int) -> None:
+        wire, pipe = self.buffer.slice(start, end)
+        self.buffer.drop_until(end)
+        timings = self._pending_timings or TurnTimings()
+        self._pending_timings = None
+        timings.item_id = item_id
+        timings.mark("committed")
+        spec, self._speculation = self._speculation, None
+        last_speech = self.detector.last_speech_end if self.detector is not None else end
+        if spec is not None and (spec.end < last_speech or spec.start > start):
+            spec.task.cancel()
+            spec = None
+            for stale in ("stt_start", "stt_done"):
+                timings.marks.pop(stale, None)
+        item = user_audio_item(item_id)
+        entry = Entry(item=item, audio=wire, audio_rate=self.buffer.wire_rate)
+        previous = self.conversation.insert(entry)
+        if self.transcriber is not None:
+            self.transcripts[item_id] = self.hooks.spawn(self._transcribe_item(item_id, pipe, spec, timings),
+                                                         "transcribe")
+        self.hooks.emit(ev.BufferCommitted(item_id=item_id, previous_item_id=previous))
+        if self.hooks.config().type == "realtime":
+            self.hooks.emit(ev.ConversationItemAdded(previous_item_id=previous, item=item))
+            self.hooks.emit(ev.ConversationItemDone(previous_item_id=previous, item=item))
+        self.hooks.turn_timings(timings)
+
+    # ------------------------------------------------------------ transcription of items
+
+    def transcribe_entry(self, entry: Entry) -> asyncio.Task[Transcript | None] | None:
+        """Start transcribing a client item's audio (or return the task already running)."""
+        if entry.id in self.transcripts:
+            return self.transcripts[entry.id]
+        if self.transcriber is None or entry.audio is None:
+            return None
+        pipe = StreamResampler(entry.audio_rate, PIPELINE_RATE).process(entry.audio, last=True)
+        task = self.hooks.spawn(
+            self._transcribe_item(entry.id, pipe.astype(np.float32) / 32768.0, None, TurnTimings()), "transcribe")
+        self.transcripts[entry.id] = task
+        return task
+
+    def forget(self, item_id: str) -> None:
+        self.transcripts.pop(item_id, None)
+
+    async def _transcribe_item(
+        self, item_id: str, audio: np.ndarray, spec: _Speculation | None, timings: TurnTimings
+    ) -> Transcript | None:
+        config = self._cfg.transcription
+        try:
+            transcript = await spec.task if spec is not None else await self._transcribe(audio, timings)
+        except TranscriptionError as err:
+            _LOGGER.warning("transcription of %s failed: %s", item_id, err)
+            if config is not None:
+                self.hooks.emit(ev.TranscriptionFailed(item_id=item_id, content_index=0, error={
+                    "type": "transcription_error", "code": "transcription_failed", "message": str(err), "param": None}))
+            return None
+        entry = self.conversation.get(item_id)
+        if entry is not None:
+            set_transcript(entry, transcript.text)
+        if config is not None:
+            text = transcript.text
+            if text:
+                self.hooks.emit(ev.TranscriptionDelta(item_id=item_id, content_index=0, delta=text))
+            self.hooks.emit(ev.TranscriptionCompleted(
+                item_id=item_id, content_index=0, transcript=text,
+                usage={"type": "duration", "seconds": round(transcript.duration_s, 3)}))
+        return transcript
+
+    # ------------------------------------------------------------ clear
+
+    def clear(self, silent: bool = False) -> None:
+        self._cancel_speculation()
+        self.buffer.clear()
+        if self.detector is not None:
+            self.detector.reset_turn()
+        self.speech_item = None
+        if not silent:
+            self.hooks.emit(ev.BufferCleared())
+
+    @property
+    def in_speech(self) -> bool:
+        return self.speech_item is not None
+
+
+def _ms(position: int) -> int:
+    return int(position * 1000 // PIPELINE_RATE)

@@ -1,0 +1,293 @@
+"""A session's responses: one typed plan per response, the engine loop, server-side tools.
+
+`start(plan)` creates the response and runs it in a task the session owns: the
+context is built from the conversation (transcripts awaited, audio attached), the
+engine session streams chunks into a `ResponseBuilder`, and the response finishes
+with upstream's status. When the engine calls a tool the server executes (Home
+Assistant's), the response ends with that call like any other; the call then runs
+with a timeout, its `function_call_output` joins the conversation, and a follow-up
+response continues, so a Realtime client sees exactly the items it would see had it
+run the tool itself. A failed or late tool is answered with a short spoken apology.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, assert_never
+
+from ..protocol import server_events as ev
+from ..protocol.errors import RealtimeProtocolError
+from ..protocol.ids import new_id
+from ..protocol.items import FunctionCallOutput
+from .conversation import Conversation, Entry
+from .interfaces import (
+    ContextItem,
+    EngineSession,
+    ItemAudio,
+    MediaSink,
+    OutputAudio,
+    OutputFunctionCall,
+    OutputText,
+    OutputUsage,
+    ToolCall,
+    Toolbox,
+    ToolResult,
+    ToolTimeout,
+)
+from .items import Items
+from .response import ResponseBuilder, ResponsePlan
+from .timings import TimingLog, TurnTimings
+from .usage import INPUT_AUDIO_MS_PER_TOKEN, audio_tokens, text_tokens
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Server-side tool rounds one user turn may chain before the session stops calling tools.
+MAX_TOOL_ROUNDS = 5
+APOLOGY_TIMEOUT = "Sorry, that took too long to answer. Please try again."
+APOLOGY_FAILED = "Sorry, I couldn't do that."
+APOLOGY_TOO_MANY = "Sorry, I got stuck doing that."
+
+
+@dataclass(eq=False)
+class ActiveResponse:
+    builder: ResponseBuilder
+    plan: ResponsePlan
+    timings: TurnTimings
+    task: asyncio.Task[None] | None = None
+    #: Calls of server-side tools the engine made in this response.
+    server_calls: list[Entry] = field(default_factory=list)
+    client_calls: int = 0
+
+
+@dataclass(frozen=True)
+class ResponseHooks:
+    emit: Callable[[ev.ServerEvent], None]
+    spawn: Callable[[Any, str], asyncio.Task[Any]]
+    session_id: str
+    #: The transcription of a user audio item, started if needed (None: no transcriber).
+    transcript: Callable[[Entry], asyncio.Task[Any] | None]
+    #: A default-conversation response ended (its audio length in ms).
+    finished: Callable[[ActiveResponse], None]
+    tool_timeout_s: float = 2.5
+
+
+class Responses:
+    def __init__(self, hooks: ResponseHooks, engine: EngineSession, conversation: Conversation, items: Items,
+                 toolbox: Toolbox, timings: TimingLog, media: MediaSink | None) -> None:
+        self.hooks = hooks
+        self.engine = engine
+        self.conversation = conversation
+        self.items = items
+        self.toolbox = toolbox
+        self.timings = timings
+        self.media = media
+        self.active: ActiveResponse | None = None
+        self.side: set[ActiveResponse] = set()
+        self.last_id: str | None = None
+        self.last: ActiveResponse | None = None
+
+    # ------------------------------------------------------------ queries
+
+    def in_progress(self, item_id: str) -> bool:
+        """Whether an item belongs to the default-conversation response still being generated."""
+        active = self.active
+        return active is not None and not active.builder.done and any(e.id == item_id for e in active.builder.outputs)
+
+    @property
+    def busy(self) -> bool:
+        return self.active is not None
+
+    def find(self, response_id: str) -> ActiveResponse | None:
+        for candidate in [self.active, self.last, *self.side]:
+            if candidate is not None and candidate.builder.id == response_id:
+                return candidate
+        return None
+
+    # ------------------------------------------------------------ start
+
+    def start(self, plan: ResponsePlan, timings: TurnTimings | None = None) -> ActiveResponse:
+        builder = ResponseBuilder(plan, self.conversation, self.hooks.emit, self.media)
+        timings = timings or TurnTimings()
+        timings.response_id = builder.id
+        timings.mark("response_created")
+        active = ActiveResponse(builder=builder, plan=plan, timings=timings)
+        if plan.in_conversation:
+            self.active = active
+            self.last = active
+        else:
+            self.side.add(active)
+        self.last_id = builder.id
+        builder.start()
+        active.task = self.hooks.spawn(self._run(active), f"response-{builder.id}")
+        return active
+
+    # ------------------------------------------------------------ the engine loop
+
+    async def _context(self, entries: list[Entry], builder: ResponseBuilder, instructions: str) -> list[ContextItem]:
+        items: list[ContextItem] = []
+        usage = builder.usage
+        usage.input_text += text_tokens(instructions)
+        for entry in entries:
+            data = entry.item
+            audio = ItemAudio(entry.audio, entry.audio_rate) if entry.audio is not None else None
+            if data["type"] == "message":
+                if entry.audio is not None and data["role"] == "user":
+                    task = self.hooks.transcript(entry)
+                    if task is not None:
+                        await asyncio.shield(task)
+                    data = entry.item
+                    usage.input_audio += audio_tokens(entry.audio_ms, INPUT_AUDIO_MS_PER_TOKEN)
+                text = " ".join(
+                    (part.get("text") or part.get("transcript") or "") for part in data["content"]
+                ).strip()
+                usage.input_text += text_tokens(text)
+                items.append(ContextItem(type="message", id=entry.id, role=data["role"], text=text, audio=audio,
+                                         truncated=entry.truncated))
+            elif data["type"] == "function_call":
+                usage.input_text += text_tokens(data["name"]) + text_tokens(data["arguments"])
+                items.append(ContextItem(type="function_call", id=entry.id, name=data["name"],
+                                         arguments=data["arguments"], call_id=data.get("call_id")))
+            elif data["type"] == "function_call_output":
+                usage.input_text += text_tokens(data["output"])
+                items.append(ContextItem(type="function_call_output", id=entry.id, call_id=data["call_id"],
+                                         output=data["output"]))
+        return items
+
+    async def _run(self, active: ActiveResponse) -> None:
+        builder, plan, timings = active.builder, active.plan, active.timings
+        loop = asyncio.get_running_loop()
+        follow_up: ResponsePlan | None = None
+        try:
+            entries = list(plan.input) if plan.input is not None else [
+                e for e in self.conversation.entries() if e not in builder.outputs]
+            items = await self._context(entries, builder, plan.instructions)
+            timings.mark("context_ready")
+            stream = self.engine.respond(plan.engine_request(items), on_mark=timings.mark)
+            try:
+                async for chunk in stream:
+                    if builder.done:
+                        break
+                    match chunk:
+                        case OutputText():
+                            if not builder.add_text(chunk.delta):
+                                builder.finish("incomplete", {"type": "incomplete", "reason": "max_output_tokens"})
+                                break
+                        case OutputAudio():
+                            builder.add_audio(chunk.pcm, chunk.rate, loop.time())
+                            timings.mark("first_audio")
+                        case OutputFunctionCall():
+                            entry = builder.add_function_call(chunk.name, chunk.arguments, chunk.call_id)
+                            if self.toolbox.handles(chunk.name) and plan.in_conversation:
+                                active.server_calls.append(entry)
+                            else:
+                                active.client_calls += 1
+                        case OutputUsage():
+                            builder.usage.measured = (chunk.input_tokens, chunk.output_tokens)
+                        case _:
+                            assert_never(chunk)
+            finally:
+                await stream.aclose()
+            builder.finish("completed")
+            if active.server_calls and not active.client_calls and builder.status == "completed":
+                follow_up = await self._run_tools(active)
+        except asyncio.CancelledError:
+            builder.finish("cancelled", {"type": "cancelled", "reason": "client_cancelled"})
+            raise
+        except Exception as err:  # an engine failure ends this response, not the session
+            _LOGGER.exception("session %s: response %s failed", self.hooks.session_id, builder.id)
+            builder.finish("failed", {"type": "failed", "error": {
+                "type": "server_error", "code": "engine_error", "message": f"The speech engine failed: {err}"}})
+        finally:
+            if follow_up is None:
+                self._finished(active)
+        if follow_up is not None:
+            if self.active is active:
+                self.timings.finished(timings)
+                self.start(follow_up)
+            else:
+                self._finished(active)
+
+    async def _run_tools(self, active: ActiveResponse) -> ResponsePlan:
+        """Execute the response's server-side calls; returns the follow-up response's plan."""
+        plan = active.plan
+        if plan.tool_round >= MAX_TOOL_ROUNDS:
+            _LOGGER.warning("session %s: %d tool rounds in a row; stopping", self.hooks.session_id, plan.tool_round)
+            return plan.follow_up(say=APOLOGY_TOO_MANY)
+        apology: str | None = None
+        for entry in active.server_calls:
+            item = entry.item
+            call = ToolCall(name=item["name"], arguments=item["arguments"], call_id=item["call_id"],
+                            session_id=self.hooks.session_id)
+            result = await self._call(call)
+            if result.error is not None and apology is None:
+                apology = result.speech or (APOLOGY_TIMEOUT if result.error == "timeout" else APOLOGY_FAILED)
+            output = FunctionCallOutput(id=new_id("item"), object="realtime.item", type="function_call_output",
+                                        status="completed", call_id=call.call_id, output=result.output)
+            self.items.add_server_item(output.wire())
+        return plan.follow_up(say=apology)
+
+    async def _call(self, call: ToolCall) -> ToolResult:
+        started = asyncio.get_running_loop().time()
+        try:
+            result = await asyncio.wait_for(self.toolbox.call(call), self.hooks.tool_timeout_s)
+        except (ToolTimeout, TimeoutError):
+            _LOGGER.warning("session %s: tool %s did not answer within %.1f s", self.hooks.session_id, call.name,
+                            self.hooks.tool_timeout_s)
+            return ToolResult(output=json.dumps({"error": {"code": "timeout", "message": "The tool did not answer in time."}}),
+                              error="timeout")
+        except Exception as err:  # a broken tool is the tool's failure, not the session's
+            _LOGGER.exception("session %s: tool %s failed", self.hooks.session_id, call.name)
+            return ToolResult(output=json.dumps({"error": {"code": "failed", "message": str(err)[:500]}}),
+                              error="failed")
+        _LOGGER.info("session %s: tool %s answered in %.0f ms%s", self.hooks.session_id, call.name,
+                     1000 * (asyncio.get_running_loop().time() - started), f" (error: {result.error})" if result.error else "")
+        return result
+
+    def _finished(self, active: ActiveResponse) -> None:
+        if self.active is active:
+            self.active = None
+            self.hooks.finished(active)
+        self.side.discard(active)
+        self.timings.finished(active.timings)
+
+    # ------------------------------------------------------------ cancel
+
+    def cancel(self, active: ActiveResponse, reason: str) -> None:
+        active.builder.finish("cancelled", {"type": "cancelled", "reason": reason})
+        if active.task is not None:
+            active.task.cancel()
+        if self.active is active:
+            self.active = None
+        self.side.discard(active)
+
+    def cancel_event(self, response_id: str | None) -> None:
+        candidates = ([self.active] if self.active else []) + list(self.side)
+        if response_id:
+            candidates = [a for a in candidates if a.builder.id == response_id]
+        live = [a for a in candidates if not a.builder.done]
+        if not live:
+            raise RealtimeProtocolError(
+                message="Cancellation failed: no active response found.", code="response_cancel_not_active")
+        self.cancel(live[0], "client_cancelled")
+
+    def interrupt(self, reason: str = "turn_detected") -> ActiveResponse | None:
+        """Barge-in: stop the default-conversation response (or its pending tool round)."""
+        active = self.active
+        if active is None:
+            return None
+        if not active.builder.done:
+            self.cancel(active, reason)
+            return active
+        if active.task is not None:  # between a server-side call and its follow-up
+            active.task.cancel()
+        self.active = None
+        return active
+
+    def close(self) -> None:
+        for active in [self.active, *self.side]:
+            if active is not None and active.task is not None:
+                active.task.cancel()
