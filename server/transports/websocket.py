@@ -7,7 +7,6 @@ import hmac
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
