@@ -502,3 +502,12 @@ def test_normalize_and_word_groups() -> None:
 def test_unknown_language_fails_clearly() -> None:
     with pytest.raises(ValueError, match="xx"):
         IntentsBrain(IntentsConfig(language="xx"))
+
+
+async def test_no_match_is_a_typed_decline_with_the_reason(brain: IntentsBrain) -> None:
+    """Brains compose on the decline's type, not on its words."""
+    chunks = await collect(brain, request("tell me a joke"))
+    assert len(chunks) == 1 and isinstance(chunks[0], Declined)
+    assert chunks[0].reason == "no intent matched"
+    missing = await collect(brain, request("turn on the kitchen light", tools=[], instructions=OVERVIEW))
+    assert isinstance(missing[0], Declined) and "no HassTurnOn tool" in missing[0].reason

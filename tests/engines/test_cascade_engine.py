@@ -22,6 +22,7 @@ from hearth.server.engines.cascade.stt import WhisperTranscriber
 from hearth.server.engines.cascade.tts import PiperSynthesizer
 from hearth.server.engines.cascade.vad import SileroVad
 from hearth.server.session.interfaces import (
+    Declined,
     EngineSessionInfo,
     OutputAudio,
     OutputFunctionCall,
@@ -197,3 +198,22 @@ async def test_warm_up_vad_and_transcription(transcriber, synthesizer, kitchen_l
     assert isinstance(first, SileroVad) and first is not second
     transcript = await cascade.transcribe(TranscriptionRequest(audio=kitchen_light))
     assert "kitchen light" in transcript.text.lower()
+
+
+async def test_a_declining_brain_has_its_reply_spoken(transcriber, synthesizer) -> None:
+    """A decline reaching the engine is spoken as its reply: text, then audio; nothing after it."""
+    brain = ScriptedBrain([Declined("no intent matched", "Sorry, I didn't catch that."), OutputText("never")])
+    session = engine(brain, transcriber, synthesizer).open(EngineSessionInfo("sess_decline"))
+    chunks = [c async for c in session.respond(request("audio"))]
+    assert shape(chunks) == "TA"
+    assert "".join(c.delta for c in chunks if isinstance(c, OutputText)) == "Sorry, I didn't catch that."
+
+
+async def test_say_speaks_the_given_line_without_the_brain(transcriber, synthesizer) -> None:
+    brain = ScriptedBrain(deltas("The brain would say this."))
+    base = request("audio")
+    say = ResponseRequest(**{**base.__dict__, "say": "Sorry, that took too long."})
+    chunks = [c async for c in engine(brain, transcriber, synthesizer).respond(say)]
+    assert "".join(c.delta for c in chunks if isinstance(c, OutputText)) == "Sorry, that took too long."
+    assert any(isinstance(c, OutputAudio) for c in chunks)
+    assert not brain.closed.is_set(), "the brain was never asked"
