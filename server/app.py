@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import WSCloseCode, web
@@ -15,6 +15,7 @@ from .errors import StartupError
 from .context import ServerContext
 from .engines.factory import build_engine, session_defaults
 from .session.interfaces import SpeechEngine
+from .scheduler import FairExecutor
 from .sessions import SessionPolicy, SessionRegistry
 from .tools.registry import ToolRegistry
 from .transports.websocket import check_key, realtime_websocket
@@ -23,7 +24,7 @@ __all__ = ["EngineFactory", "StartupError", "create_app"]
 
 _LOGGER = logging.getLogger(__name__)
 
-EngineFactory = Callable[[ServerConfig, ThreadPoolExecutor], SpeechEngine]
+EngineFactory = Callable[[ServerConfig, Executor], SpeechEngine]
 
 
 def create_app(config: ServerConfig, *, engine_factory: EngineFactory | None = None) -> web.Application:
@@ -37,7 +38,7 @@ def create_app(config: ServerConfig, *, engine_factory: EngineFactory | None = N
     factory = engine_factory or build_engine
 
     async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
-        executor = ThreadPoolExecutor(max_workers=config.engine.workers, thread_name_prefix="hearth-infer")
+        executor = FairExecutor(max_workers=config.engine.workers, thread_name_prefix="hearth-infer")
         loop = asyncio.get_running_loop()
         engine = await loop.run_in_executor(executor, factory, config, executor)
         await engine.warm_up()

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from .conversation import Conversation, Entry
 from .input_buffer import InputBuffer
 from .interfaces import PIPELINE_RATE, Transcriber, Transcript, TranscriptionError, TranscriptionRequest
 from .items import set_transcript, user_audio_item
+from .limits import SessionLimits
 from .timings import TurnTimings
 from .turn_detection import TurnDetector, TurnSignal, VadSettings
 
@@ -36,8 +38,6 @@ _LOGGER = logging.getLogger(__name__)
 
 #: The shortest commit upstream accepts.
 MIN_COMMIT_MS = 100
-#: Longest input buffer kept without a commit (manual mode); older audio is an error.
-MAX_BUFFER_S = 15 * 60
 #: In VAD mode, silence older than the prefix padding is dropped once the buffer exceeds this.
 IDLE_TRIM_S = 2.0
 #: semantic_vad: silence needed after a complete-sounding phrase, and the cap, by eagerness (ms).
@@ -82,7 +82,8 @@ class InputHooks:
     """What the input side tells the session, and what it needs from it."""
 
     emit: Callable[[ev.ServerEvent], None]
-    spawn: Callable[[Any, str], asyncio.Task[Any]]
+    #: (coroutine, task name[, "live" | "bulk"]) -> a task the session owns.
+    spawn: Callable[..., asyncio.Task[Any]]
     #: The live session config (changes with session.update).
     config: Callable[[], Any]
     #: Speech started in VAD mode: barge-in and idle-timer handling.
@@ -95,8 +96,12 @@ class InputHooks:
 
 class InputStage:
     def __init__(self, hooks: InputHooks, conversation: Conversation, vad: Any, transcriber: Transcriber | None,
-                 wire_rate: int) -> None:
+                 wire_rate: int, limits: SessionLimits | None = None) -> None:
         self.hooks = hooks
+        self.limits = limits or SessionLimits()
+        #: 16 kHz audio waiting for its VAD scores (large appends are scored off the loop).
+        self._backlog: deque[np.ndarray] = deque()
+        self._scoring: asyncio.Task[None] | None = None
         self.conversation = conversation
         self.transcriber = transcriber
         self.buffer = InputBuffer(wire_rate)
@@ -143,9 +148,10 @@ class InputStage:
     # ------------------------------------------------------------ audio
 
     def check_room(self) -> None:
-        if self.buffer.duration_ms / 1000 > MAX_BUFFER_S:
+        limit = self.limits.max_buffer_s
+        if self.buffer.duration_ms / 1000 > limit:
             raise RealtimeProtocolError(
-                message=f"The input audio buffer holds more than {MAX_BUFFER_S // 60} minutes; commit or clear it.",
+                message=f"The input audio buffer holds more than {_duration(limit)}; commit or clear it.",
                 code="input_audio_buffer_full")
 
     def append(self, pcm: np.ndarray, rate: int) -> None:
@@ -163,17 +169,48 @@ class InputStage:
         self.buffer.append(wire, pipe)
         if self.detector is None:
             return
-        for signal in self.detector.feed(pipe):
+        large = len(pipe) > self.limits.large_append_s * PIPELINE_RATE
+        if large and self._cfg.turn_detection is None and not self._backlog:
+            # manual turns use the VAD only to start STT early, which a bulk upload does not need
+            self.detector.skip(len(pipe))
+            return
+        if large or self._backlog:
+            self._backlog.append(pipe)
+            if self._scoring is None or self._scoring.done():
+                self._scoring = self.hooks.spawn(self._score_backlog(), "vad")
+            return
+        self._apply(self.detector.feed(pipe))
+
+    def _apply(self, signals: list[TurnSignal]) -> None:
+        for signal in signals:
             self._on_signal(signal)
         if self.speech_item is None and self._cfg.turn_detection is not None:
             self._trim_idle()
         self._check_semantic_end()
+
+    async def _score_backlog(self) -> None:
+        """Run the VAD over queued audio in a worker thread, in order; the state machine stays here."""
+        detector = self.detector
+        assert detector is not None
+        while self._backlog:
+            probabilities = await asyncio.to_thread(detector.score, self._backlog[0])
+            self._backlog.popleft()
+            self._apply(detector.apply(probabilities))
+
+    def _flush_backlog(self) -> None:
+        """Score what is queued now (the input ended): rare, and the turn's end depends on it."""
+        if self._scoring is not None:
+            self._scoring.cancel()
+            self._scoring = None
+        while self._backlog and self.detector is not None:
+            self._apply(self.detector.feed(self._backlog.popleft()))
 
     def end(self) -> bool:
         """The input stream ended now: close a turn in progress at once (no silence to wait for).
 
         Returns True when a turn was committed.
         """
+        self._flush_backlog()
         tail = self._resampler.process(np.zeros(0, dtype=np.int16), last=True)
         if len(tail):
             self.buffer.append(np.zeros(0, dtype=np.int16), tail.astype(np.float32) / 32768.0)
@@ -219,6 +256,8 @@ class InputStage:
         self._cancel_speculation()
         if self.transcriber is None:
             return
+        if end - max(start, self.buffer.start) > self.limits.max_speculation_s * PIPELINE_RATE:
+            return  # longer than Whisper's window: transcribe once, at the commit
         _, audio = self.buffer.slice(start, end)
         if not len(audio):
             return
@@ -297,6 +336,7 @@ class InputStage:
 
     def _commit(self, item_id: str, start: int, end: int) -> None:
         wire, pipe = self.buffer.slice(start, end)
+        wire = wire.copy()  # the item must not keep the buffer's joined array alive
         self.buffer.drop_until(end)
         timings = self._pending_timings or TurnTimings()
         self._pending_timings = None
@@ -331,7 +371,8 @@ class InputStage:
             return None
         pipe = StreamResampler(entry.audio_rate, PIPELINE_RATE).process(entry.audio, last=True)
         task = self.hooks.spawn(
-            self._transcribe_item(entry.id, pipe.astype(np.float32) / 32768.0, None, TurnTimings()), "transcribe")
+            self._transcribe_item(entry.id, pipe.astype(np.float32) / 32768.0, None, TurnTimings()), "transcribe",
+            "bulk")
         self.transcripts[entry.id] = task
         return task
 
@@ -366,6 +407,12 @@ class InputStage:
 
     def clear(self, silent: bool = False) -> None:
         self._cancel_speculation()
+        if self._scoring is not None:
+            self._scoring.cancel()
+            self._scoring = None
+        if self.detector is not None:
+            self.detector.skip(sum(len(chunk) for chunk in self._backlog))
+        self._backlog.clear()
         self.buffer.clear()
         if self.detector is not None:
             self.detector.reset_turn()
@@ -380,3 +427,9 @@ class InputStage:
 
 def _ms(position: int) -> int:
     return int(position * 1000 // PIPELINE_RATE)
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)} minutes"
+    return f"{seconds:g} seconds"

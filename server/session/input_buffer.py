@@ -72,10 +72,12 @@ class InputBuffer:
         wire, pipe = self._joined()
         cut_wire = self._wire_index(position, len(wire))
         cut = min(position - self.start, self._pipe_len)
-        self._wire = [wire[cut_wire:]]
-        self._pipe = [pipe[cut:]]
+        # Copies, not views: a view would keep the dropped audio's memory alive.
+        self._wire = [wire[cut_wire:].copy()]
+        self._pipe = [pipe[cut:].copy()]
         self._pipe_len -= cut
         self.start += cut
 
     def clear(self) -> None:
-        self.drop_until(self.end)
+        self.start = self.end
+        self._wire, self._pipe, self._pipe_len = [], [], 0

@@ -22,6 +22,7 @@ from ..protocol.errors import RealtimeProtocolError
 from ..protocol.ids import new_id
 from ..protocol.items import InputAudio, OutputAudioContent, UserMessage
 from .conversation import Conversation, Entry
+from .limits import SessionLimits
 
 Emit = Callable[[ev.ServerEvent], None]
 
@@ -75,6 +76,7 @@ class Items:
         input_format: Callable[[], AudioFormat],
         output_format: Callable[[], AudioFormat],
         in_progress: Callable[[str], bool],
+        limits: SessionLimits | None = None,
     ) -> None:
         self.conversation = conversation
         self._emit = emit
@@ -82,6 +84,7 @@ class Items:
         self._output_format = output_format
         #: Whether an item belongs to a response still being generated.
         self._in_progress = in_progress
+        self.limits = limits or SessionLimits()
 
     # ------------------------------------------------------------ create
 
@@ -112,6 +115,13 @@ class Items:
 
     def entry_from_client(self, data: dict[str, Any]) -> Entry:
         """An entry for a client-supplied item; its inline audio moves out of the wire form."""
+        limits = self.limits
+        text = sum(len(p.get("text") or p.get("transcript") or "") for p in data.get("content", []))
+        text += len(data.get("arguments") or "") + len(data.get("output") or "")
+        if text > limits.max_item_text_chars:
+            raise RealtimeProtocolError(
+                message=f"Item too large: {text} characters of text (at most {limits.max_item_text_chars}).",
+                code="invalid_value", param="item.content")
         data.setdefault("id", new_id("item"))
         entry = Entry(item=data)
         part = next((p for p in data.get("content", []) if p["type"] == "input_audio"), None)
@@ -119,6 +129,10 @@ class Items:
             entry.audio = self._decode_audio(part.pop("audio"))
             entry.audio_rate = self._input_format().rate
             part.setdefault("transcript", None)
+            if entry.audio_ms > limits.max_item_audio_s * 1000:
+                raise RealtimeProtocolError(
+                    message=f"Item audio too long: {entry.audio_ms / 1000:.1f} s (at most {limits.max_item_audio_s:g} s).",
+                    code="invalid_value", param="item.content")
         return entry
 
     def _decode_audio(self, payload: str) -> np.ndarray:

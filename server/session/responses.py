@@ -66,7 +66,7 @@ class ActiveResponse:
 @dataclass(frozen=True)
 class ResponseHooks:
     emit: Callable[[ev.ServerEvent], None]
-    spawn: Callable[[Any, str], asyncio.Task[Any]]
+    spawn: Callable[..., asyncio.Task[Any]]
     session_id: str
     #: The transcription of a user audio item, started if needed (None: no transcriber).
     transcript: Callable[[Entry], asyncio.Task[Any] | None]
@@ -122,7 +122,8 @@ class Responses:
             self.side.add(active)
         self.last_id = builder.id
         builder.start()
-        active.task = self.hooks.spawn(self._run(active), f"response-{builder.id}")
+        active.task = self.hooks.spawn(self._run(active), f"response-{builder.id}",
+                                       "live" if plan.in_conversation else "bulk")
         return active
 
     # ------------------------------------------------------------ the engine loop

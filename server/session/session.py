@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextvars
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, assert_never
 
 import numpy as np
@@ -49,10 +50,12 @@ from .interfaces import (
     Toolbox,
 )
 from .items import Items, heard_text
+from .limits import SessionLimits, check_tools
 from .playback import PlaybackTracker
 from .response import ResponsePlan
 from .responses import ActiveResponse, ResponseHooks, Responses
 from .timings import TimingLog, TurnTimings
+from .work import WORK_OWNER, Priority, WorkOwner
 
 __all__ = ["RealtimeSession", "SessionOptions", "heard_text", "sounds_complete"]
 
@@ -74,6 +77,7 @@ class SessionOptions:
     tool_timeout_s: float = 2.5
     #: The satellite this session serves, if any (engines and tools may care).
     satellite_id: str | None = None
+    limits: SessionLimits = field(default_factory=SessionLimits)
 
 
 class RealtimeSession:
@@ -104,12 +108,13 @@ class RealtimeSession:
         self._turn_timings: TurnTimings | None = None
         self.closed = False
         self.items = Items(self.conversation, self._send, lambda: self._input_format, lambda: self._output_format,
-                           lambda item_id: self.responses.in_progress(item_id))
+                           lambda item_id: self.responses.in_progress(item_id), self.options.limits)
         self.input = InputStage(
             InputHooks(emit=self._send, spawn=self._spawn, config=lambda: self.config,
                        speech_started=self._speech_started, turn_committed=self._turn_committed,
                        turn_timings=self._set_turn_timings),
-            self.conversation, self.engine.vad, self.engine.transcriber, self._input_format.rate)
+            self.conversation, self.engine.vad, self.engine.transcriber, self._input_format.rate,
+            self.options.limits)
         self.responses = Responses(
             ResponseHooks(emit=self._send, spawn=self._spawn, session_id=self.id, transcript=self.input.transcribe_entry,
                           finished=self._response_finished, tool_timeout_s=self.options.tool_timeout_s),
@@ -161,8 +166,11 @@ class RealtimeSession:
         except Exception:  # the session is over either way
             _LOGGER.exception("session %s: engine session close failed", self.id)
 
-    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=f"{self.id}:{name}")
+    def _spawn(self, coro: Any, name: str, priority: Priority = "live") -> asyncio.Task[Any]:
+        """A task the session owns; model work it submits is this session's, at `priority`."""
+        context = contextvars.copy_context()
+        context.run(WORK_OWNER.set, WorkOwner(self.id, priority))
+        task = asyncio.get_running_loop().create_task(coro, name=f"{self.id}:{name}", context=context)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -292,6 +300,8 @@ class RealtimeSession:
             new = type(self.config).model_validate(merged)
         except ValidationError as err:
             raise from_validation_error(err, merged, "session") from None
+        if isinstance(new, RealtimeConfig):
+            check_tools(list(new.tools), self.options.limits, "session.tools")
         self.config = new
         self.input.reconfigure(self._input_format.rate)
         self._send(ev.SessionUpdated(session=self.session_wire()))
@@ -355,6 +365,13 @@ class RealtimeSession:
                 message=f"Conversation already has an active response in progress: {active.builder.id}. "
                 "Wait until the response is finished before creating a new one.",
                 code="conversation_already_has_active_response")
+        limit = self.options.limits.max_side_responses
+        if params.conversation == "none" and len(self.responses.side) >= limit:
+            raise RealtimeProtocolError(
+                message=f"Too many out-of-band responses in progress (at most {limit}); wait for one to finish.",
+                code="too_many_concurrent_responses")
+        if params.tools is not None:
+            check_tools(list(params.tools), self.options.limits, "response.tools")
         self._start_response(params)
 
     def _plan(self, params: ce.ResponseParams) -> ResponsePlan:

@@ -75,13 +75,24 @@ class TurnDetector:
 
     def feed(self, audio: np.ndarray) -> list[TurnSignal]:
         """Score float32 16 kHz audio; returns what happened, in order."""
-        signals: list[TurnSignal] = []
+        return self.apply(self.score(audio))
+
+    def score(self, audio: np.ndarray) -> list[float]:
+        """Speech probabilities of the whole frames in `audio` (the rest waits for more).
+
+        The only part that runs the model: for a large append it can run in a worker
+        thread while `apply` stays on the event loop.
+        """
         if len(self._pending):
             audio = np.concatenate([self._pending, audio])
         usable = len(audio) - len(audio) % self.frame
         self._pending = audio[usable:].copy()
-        for offset in range(0, usable, self.frame):
-            probability = self.model.probability(audio[offset : offset + self.frame])
+        return [self.model.probability(audio[offset : offset + self.frame]) for offset in range(0, usable, self.frame)]
+
+    def apply(self, probabilities: list[float]) -> list[TurnSignal]:
+        """Advance the state machine by one scored frame each; returns what happened, in order."""
+        signals: list[TurnSignal] = []
+        for probability in probabilities:
             self.last_probability = probability
             self.position += self.frame
             signals.extend(self._step(probability))

@@ -511,3 +511,9 @@ async def test_no_match_is_a_typed_decline_with_the_reason(brain: IntentsBrain) 
     assert chunks[0].reason == "no intent matched"
     missing = await collect(brain, request("turn on the kitchen light", tools=[], instructions=OVERVIEW))
     assert isinstance(missing[0], Declined) and "no HassTurnOn tool" in missing[0].reason
+
+
+async def test_a_huge_message_is_declined_at_once(brain: IntentsBrain) -> None:
+    """Matching cost grows with the text; a 60 kB message is no command and must not tie up a worker."""
+    chunks = await collect(brain, request("turn on the kitchen light. " * 2000, instructions=OVERVIEW))
+    assert len(chunks) == 1 and isinstance(chunks[0], Declined) and "longer than a command" in chunks[0].reason

@@ -81,6 +81,11 @@ _EXTRA_SKIP_WORDS = ("thank you", "thanks")
 _NON_SPEECH = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*|♪")
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 _SLOT_LIST_CACHE_SIZE = 16
+#: Longest utterance matched: commands are short, and matching time grows with the text
+#: (a 60 kB message took seconds of a worker every other session shares).
+MAX_UTTERANCE_CHARS = 300
+#: Sentences of a multi-sentence transcript tried on their own, last first.
+MAX_SENTENCES = 3
 _MISMATCH = object()
 
 
@@ -194,6 +199,8 @@ class IntentsBrain:
         text = _last_user_text(request.items)
         if not text:
             return Declined("nothing was said", DIDNT_CATCH)
+        if len(text) > MAX_UTTERANCE_CHARS:
+            return Declined(f"longer than a command ({len(text)} characters)", DIDNT_CATCH)
         # Reading names (YAML in the instructions) and matching take a few ms: off the loop.
         names, result = await asyncio.to_thread(self._understand, text, request)
         if result is None:
@@ -396,7 +403,7 @@ def _candidates(text: str) -> list[str]:
     sentences = [s.strip(" \"'.,!?;:-") for s in _SENTENCE_END.split(text)]
     sentences = [s for s in sentences if s]
     if len(sentences) > 1:
-        candidates += sentences[::-1]
+        candidates += sentences[::-1][:MAX_SENTENCES]
     return candidates
 
 

@@ -1,0 +1,150 @@
+"""Per-session limits and the work one request may create (issue: fairness and hostile input)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import numpy as np
+import pytest
+
+from hearth.server.session.limits import SessionLimits
+from hearth.server.session.session import RealtimeSession, SessionOptions
+from hearth.server.session.testing import RecordingSink, ScriptedEngine
+
+RATE = 24_000
+
+
+def session(engine: ScriptedEngine | None = None, **options) -> tuple[RealtimeSession, RecordingSink, ScriptedEngine]:
+    engine = engine or ScriptedEngine()
+    sink = RecordingSink()
+    s = RealtimeSession(engine, sink, SessionOptions(**options))
+    s.start()
+    return s, sink, engine
+
+
+def send(s: RealtimeSession, event: dict) -> None:
+    s.handle_text(json.dumps(event))
+
+
+def last_error(sink: RecordingSink) -> dict:
+    return sink.of_type("error")[-1]["error"]
+
+
+def tone(ms: int, rate: int = RATE) -> np.ndarray:
+    t = np.arange(rate * ms // 1000) / rate
+    return (np.sin(2 * np.pi * 220 * t) * 0.3 * 32767).astype(np.int16)
+
+
+async def test_out_of_band_responses_are_bounded_per_session() -> None:
+    s, sink, _ = session(ScriptedEngine(chunk_delay=0.2), limits=SessionLimits(max_side_responses=2))
+    for index in range(5):
+        send(s, {"type": "response.create", "event_id": f"oob_{index}",
+                 "response": {"conversation": "none", "output_modalities": ["text"]}})
+    assert len(sink.of_type("response.created")) == 2
+    errors = sink.of_type("error")
+    assert [e["error"]["code"] for e in errors] == ["too_many_concurrent_responses"] * 3
+    assert [e["error"]["event_id"] for e in errors] == ["oob_2", "oob_3", "oob_4"]
+    await sink.wait_for("response.done", 2)
+    send(s, {"type": "response.create", "response": {"conversation": "none", "output_modalities": ["text"]}})
+    assert len(sink.of_type("response.created")) == 3, "room again once they finished"
+    s.close()
+
+
+async def test_tool_lists_are_bounded_in_count_and_size() -> None:
+    s, sink, _ = session()
+    tools = [{"type": "function", "name": f"t{i}", "parameters": {"type": "object"}} for i in range(200)]
+    send(s, {"type": "session.update", "session": {"type": "realtime", "tools": tools}})
+    assert last_error(sink)["param"] == "session.tools"
+    huge = {"type": "function", "name": "HassTurnOn", "parameters": {"type": "object", "properties": {
+        "name": {"type": "string", "enum": [f"Light {i}" for i in range(20_000)]}}}}
+    send(s, {"type": "session.update", "session": {"type": "realtime", "tools": [huge]}})
+    error = last_error(sink)
+    assert error["code"] == "invalid_value" and error["param"] == "session.tools[0]"
+    assert s.config.tools == [], "the session keeps its old settings"
+    send(s, {"type": "response.create", "response": {"tools": [huge]}})
+    assert last_error(sink)["param"] == "response.tools[0]"
+    s.close()
+
+
+async def test_item_text_and_audio_are_bounded() -> None:
+    s, sink, engine = session(limits=SessionLimits(max_item_audio_s=2.0, max_item_text_chars=1000))
+    send(s, {"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": "x" * 1001}]}})
+    assert "Item too large" in last_error(sink)["message"]
+    audio = base64.b64encode(tone(2500).tobytes()).decode()
+    send(s, {"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [
+        {"type": "input_audio", "audio": audio}]}})
+    assert "Item audio too long" in last_error(sink)["message"]
+    assert len(s.conversation) == 0 and engine.transcriptions == []
+    s.close()
+
+
+async def test_client_item_audio_is_transcribed_as_bulk_work() -> None:
+    """A client's uploaded audio waits behind live turns in the shared pool (see tests/test_scheduler.py)."""
+    from hearth.server.session.work import WORK_OWNER
+
+    seen = []
+
+    class Recording(ScriptedEngine):
+        async def transcribe(self, request):  # noqa: ANN001, ANN201
+            seen.append(WORK_OWNER.get())
+            return await super().transcribe(request)
+
+    s, sink, _ = session(Recording())
+    audio = base64.b64encode(tone(500).tobytes()).decode()
+    send(s, {"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [
+        {"type": "input_audio", "audio": audio}]}})
+    await asyncio.sleep(0.05)
+    assert [(o.session_id, o.priority) for o in seen] == [(s.id, "bulk")]
+    s.close()
+
+
+async def test_manual_mode_does_not_speculate_on_long_buffers() -> None:
+    """Every pause used to start a transcription of the whole buffer, up to 15 minutes of it."""
+    s, sink, engine = session(limits=SessionLimits(max_speculation_s=2.0))
+    send(s, {"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}}}})
+    silence = np.zeros(RATE * 400 // 1000, dtype=np.int16)
+    for _ in range(4):  # speech and pauses, 1.4 s each: within the window, a speculation each pause
+        for chunk in np.array_split(np.concatenate([tone(1000), silence]), 35):
+            send(s, {"type": "input_audio_buffer.append", "audio": base64.b64encode(chunk.tobytes()).decode()})
+        await asyncio.sleep(0.02)
+    speculated = len(engine.transcriptions)
+    assert 1 <= speculated <= 2, "only while the buffer fits the window"
+    send(s, {"type": "input_audio_buffer.commit"})
+    await sink.wait_for("input_audio_buffer.committed")
+    s.close()
+
+
+async def test_a_large_append_is_scored_off_the_event_loop_in_order() -> None:
+    """The VAD for a 5-minute append runs in a worker thread; small appends after it wait their turn."""
+    s, sink, _ = session()
+    pcm = np.tile(np.concatenate([tone(600), np.zeros(RATE, dtype=np.int16)]), 190)[: RATE * 300]
+    send(s, {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm.tobytes()).decode()})
+    detector = s.input.detector
+    assert detector.position == 0, "the append returned before its VAD ran"
+    assert "input_audio_buffer.speech_started" not in sink.types()
+    small = base64.b64encode(tone(40).tobytes()).decode()
+    send(s, {"type": "input_audio_buffer.append", "audio": small})
+    assert detector.position == 0, "a small append queues behind the large one"
+    await sink.wait_for("input_audio_buffer.speech_stopped", timeout=20)
+    while s.input._backlog:
+        await asyncio.sleep(0.01)
+    assert detector.position >= (300 * 16_000 + 640 - 512), "every sample was scored, in order"
+    starts = [e["audio_start_ms"] for e in sink.of_type("input_audio_buffer.speech_started")]
+    assert starts == sorted(starts) and starts[0] < 1000
+    s.close()
+
+
+async def test_cleared_audio_is_released() -> None:
+    s, _sink, _ = session()
+    send(s, {"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}}}})
+    chunk = base64.b64encode(np.zeros(RATE * 10, dtype=np.int16).tobytes()).decode()
+    for _ in range(12):
+        send(s, {"type": "input_audio_buffer.append", "audio": chunk})
+    assert s.input.buffer.duration_ms == pytest.approx(120_000, abs=50)
+    send(s, {"type": "input_audio_buffer.clear"})
+    buffer = s.input.buffer
+    assert buffer.duration_ms == 0 and buffer._wire == [] and buffer._pipe == []
+    s.close()
