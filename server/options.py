@@ -110,7 +110,7 @@ class Tagged:
 
     def __call__(self, value: Any) -> Any:
         if not isinstance(value, dict):
-            raise vol.Invalid("expected a mapping")
+            raise vol.Invalid("expected a dictionary")  # as voluptuous says for the other sections
         kind = value.get("type", self.default)
         if kind not in self.choices:
             raise vol.Invalid(f"expected one of {', '.join(self.choices)} (got {kind!r})", path=["type"])
