@@ -91,7 +91,7 @@ def _add_unavailable(subparsers: argparse._SubParsersAction, name: str, exc: Imp
 def _add_server_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "server",
-        help="run the house server (Realtime API over WebSocket and WebRTC, MQTT for satellites)",
+        help="run the house server (Realtime API over WebSocket, MQTT for satellites)",
         description="Run the house server. Options given here win over the configuration file; "
         "the API key comes from the file or the HEARTH_API_KEY environment variable.",
     )

@@ -30,7 +30,8 @@ from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 from hearth.wire import PROTOCOL_VERSION, MqttUrl
 from hearth.wire.discovery import SERVICE_TYPE, ServerAdvert
 
-from .config import ServerConfig, _is_loopback
+from .config import ServerConfig
+from .options import is_loopback
 from .context import ServerContext
 
 _LOGGER = logging.getLogger(__name__)
@@ -43,20 +44,20 @@ def advertised_broker(config: ServerConfig) -> MqttUrl:
     mqtt = config.mqtt
     if mqtt.url is not None:
         url = MqttUrl.parse(mqtt.url)
-        host = "" if url.host in _WILDCARDS or _is_loopback(url.host) else url.host
+        host = "" if url.host in _WILDCARDS or is_loopback(url.host) else url.host
         return MqttUrl(host, url.port, tls=url.tls)
     return MqttUrl("", mqtt.broker.port)
 
 
 def loopback_only(config: ServerConfig) -> bool:
-    api_local = _is_loopback(config.server.host)
+    api_local = is_loopback(config.server.host)
     mqtt = config.mqtt
     if not mqtt.enabled:
         return api_local
     if mqtt.url is None:
-        return api_local and _is_loopback(mqtt.broker.host)
+        return api_local and is_loopback(mqtt.broker.host)
     host = MqttUrl.parse(mqtt.url).host
-    return api_local and (_is_loopback(host) or host in _WILDCARDS)
+    return api_local and (is_loopback(host) or host in _WILDCARDS)
 
 
 class Advertiser:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from aiohttp import web
 
-from .app import StartupError, create_app
+from .app import create_app
 from .config import ServerConfig
+from .errors import StartupError
 
 _LOGGER = logging.getLogger(__name__)
+
+#: Exit status when a part cannot start (`hearth.cli` uses 2 for an invalid configuration).
+EXIT_STARTUP = 1
 
 
 def run(config: ServerConfig) -> None:
@@ -30,9 +35,9 @@ def run(config: ServerConfig) -> None:
     app.on_startup.append(_announce(ready))
     try:
         web.run_app(app, host=host, port=port, print=None, shutdown_timeout=5.0)
-    except StartupError as err:
-        _LOGGER.error("cannot start: %s", err)
-        raise SystemExit(1) from None
+    except StartupError as err:  # a missing model, a busy port: the message says what to change
+        print(f"hearth server: cannot start: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_STARTUP) from None
 
 
 def _announce(callback):  # noqa: ANN001, ANN202 - aiohttp signal signature

@@ -169,3 +169,30 @@ def test_python_m_hearth_bad_config_exits_2_without_a_traceback(tmp_path: Path) 
 def test_python_m_hearth_reports_a_bad_flag() -> None:
     result = run_hearth("server", "--port", "eighty")
     assert result.returncode == 2 and "--port" in result.stderr
+
+
+def _server_config(tmp_path: Path, stt_model: str) -> Path:
+    path = tmp_path / "server.yaml"
+    path.write_text(f"engine: {{stt: {{model: '{stt_model}'}}}}\nmqtt: {{enabled: false}}\n"
+                    "discovery: {enabled: false}\nlog_level: warning\n")
+    return path
+
+
+def test_python_m_hearth_missing_model_directory_is_a_config_error(tmp_path: Path) -> None:
+    path = _server_config(tmp_path, "/nonexistent")
+    result = run_hearth("server", "--config", str(path))
+    assert result.returncode == 2
+    assert f"{path}: engine.stt.model: '/nonexistent' is neither a model name" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_python_m_hearth_model_that_cannot_load_says_cannot_start(tmp_path: Path) -> None:
+    """A model the config admits but the engine cannot load ends the server with one line, no traceback."""
+    empty = tmp_path / "whisper"
+    empty.mkdir()  # a directory, so the schema admits it, without a model in it
+    result = run_hearth("server", "--config", str(_server_config(tmp_path, str(empty))))
+    assert result.returncode == 1, result.stderr
+    assert f"hearth server: cannot start: Whisper model at {empty} failed to load" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Hearth is ready" not in result.stdout

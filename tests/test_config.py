@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+import subprocess
+import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
+import voluptuous as vol
 
 from hearth.server.config import (
     API_KEY_ENV,
     REQUIRED,
-    WHISPER_MODEL_NAMES,
     ConfigError,
-    EntityName,
     SemanticVadConfig,
+    ServerConfig,
     ServerVadConfig,
     TranscriptionConfig,
     documented_options,
     load_config,
 )
+from hearth.server.engines.cascade.options import (
+    WHISPER_MODEL_NAMES,
+    CascadeConfig,
+    EntityName,
+    IntentsConfig,
+    PiperConfig,
+    WhisperConfig,
+)
+from hearth.server.options import non_empty, option, tag, tagged, walk
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "configuration.md"
@@ -164,6 +175,54 @@ def test_session_defaults_validate_as_an_sdk_session() -> None:
 def test_whisper_names_match_faster_whisper() -> None:
     faster_whisper = pytest.importorskip("faster_whisper")
     assert set(WHISPER_MODEL_NAMES) == set(faster_whisper.available_models())
+
+
+def test_each_part_declares_its_defaults_once() -> None:
+    """A part built in code (no file) gets exactly the defaults the file gets."""
+    assert ServerConfig() == load_config(None)
+    assert (WhisperConfig(), PiperConfig(), IntentsConfig(), CascadeConfig()) == (
+        load_config(None).engine.stt, load_config(None).engine.tts, load_config(None).engine.brain,
+        load_config(None).engine,
+    )
+
+
+def test_the_config_loads_without_model_or_network_libraries() -> None:
+    code = ("import sys, hearth.server.config as c; c.load_config(None); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'faster_whisper', 'piper', 'onnxruntime', 'hassil', 'zeroconf', 'paho', 'amqtt', 'aiohttp', 'pydantic'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@dataclass(frozen=True)
+class _EchoBrain:
+    type: Literal["echo"] = tag("echo")
+    reply: str = option("hello", "what it always says", non_empty)
+
+
+def test_a_new_kind_is_one_option_class_and_one_table_entry() -> None:
+    union = tagged({"intents": IntentsConfig, "echo": _EchoBrain}, "intents", "intents or echo")
+    schema = vol.Schema({vol.Optional("brain", default={}): union})
+    assert schema({})["brain"] == IntentsConfig()
+    assert schema({"brain": {"type": "echo"}})["brain"] == _EchoBrain(reply="hello")
+    assert schema({"brain": {"type": "echo", "reply": "hi"}})["brain"].reply == "hi"
+    with pytest.raises(vol.MultipleInvalid) as info:
+        schema({"brain": {"type": "echo", "language": "en"}})  # an intents option is not an echo option
+    assert [str(e) for e in info.value.errors] == ["extra keys not allowed @ data['brain']['language']"]
+    with pytest.raises(vol.MultipleInvalid, match=r"expected one of intents, echo \(got 'llm'\).*\['type'\]"):
+        schema({"brain": {"type": "llm"}})
+    paths = [doc.path for doc in walk(schema)]
+    assert paths[:2] == ["brain", "brain.type"] and "brain.reply" in paths and "brain.language" in paths
+
+
+def test_one_voice_list() -> None:
+    from hearth.server.engines.cascade import tts
+    from hearth.server.protocol import voices
+
+    assert tts.OPENAI_VOICES is voices.VOICES
+    with pytest.raises(ConfigError) as info:
+        load_config(None, overrides={"session.voice": "bob"})
+    assert f"unknown voice 'bob': use one of {', '.join(voices.VOICES)} or a name" in str(info.value)
 
 
 # ----------------------------------------------------------------------------- validation errors
@@ -385,7 +444,8 @@ def test_every_option_is_documented_with_its_default() -> None:
             continue
         assert option.path in rows, f"{option.path} has no table row in {DOCS.name}"
         assert option.description, f"{option.path} has no description in the schema"
-        _type, _unit, default, meaning = rows[option.path]
+        _type, unit, default, meaning = rows[option.path]
+        assert unit == (option.unit or ""), f"{option.path}: unit {unit!r} in the docs, {option.unit!r} declared"
         if option.default is not REQUIRED:
             assert default.strip("`") == _render(option.default), option.path
         assert meaning, option.path

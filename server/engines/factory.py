@@ -1,42 +1,51 @@
-"""Builds the configured engine from the server config (part of the composition root)."""
+"""Builds the configured engine from the server config (part of the composition root).
+
+One builder per `engine.type` (`ENGINE_BUILDERS`) and, for the cascade, one per
+`engine.brain.type` (`BRAIN_BUILDERS`); the option classes they receive are declared by
+the engines themselves (`engines/cascade/options.py`) and listed in `config.ENGINES`.
+Model libraries are imported here only when an engine is built.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
 from ..config import ServerConfig
+from ..errors import StartupError
 from ..session.interfaces import SpeechEngine
+from .cascade.options import CascadeConfig, IntentsConfig
 
 
 def build_engine(config: ServerConfig, executor: Executor) -> SpeechEngine:
     """Load every model the engine needs. Slow (model loading): call it off the event loop."""
-    engine = config.engine
-    if engine.type != "cascade":  # the schema admits only "cascade" today
-        raise ValueError(f"unknown engine type {engine.type!r}")
-    from .cascade.brain_intents import IntentsBrain, IntentsConfig
-    from .cascade.engine import CascadeEngine
-    from .cascade.stt import WhisperConfig, WhisperTranscriber
-    from .cascade.tts import PiperConfig, PiperSynthesizer
+    return ENGINE_BUILDERS[config.engine.type](config.engine, executor)
 
-    stt, tts, brain = engine.stt, engine.tts, engine.brain
-    transcriber = WhisperTranscriber(
-        WhisperConfig(model=stt.model, compute_type=stt.compute_type, cpu_threads=stt.cpu_threads,
-                      beam_size=stt.beam_size, language=stt.language, download=stt.download),
-        executor,
-    )
-    synthesizer = PiperSynthesizer(
-        PiperConfig(voices={name: str(path) for name, path in tts.voices.items()},
-                    default_voice=str(tts.default_voice) if tts.default_voice else None, threads=tts.threads),
-        executor,
-    )
-    intents = IntentsBrain(IntentsConfig(
-        language=brain.language,
-        names=[{"name": n.name, "domain": n.domain, "areas": list(n.areas)} for n in brain.names],
-        areas=list(brain.areas),
-        floors=list(brain.floors),
-    ))
-    return CascadeEngine(intents, transcriber, synthesizer, engine.vad.model_path)
+
+def _cascade(engine: CascadeConfig, executor: Executor) -> SpeechEngine:
+    from .cascade.engine import CascadeEngine
+    from .cascade.stt import WhisperTranscriber
+    from .cascade.tts import PiperSynthesizer
+
+    brain = BRAIN_BUILDERS[engine.brain.type](engine.brain)
+    return CascadeEngine(brain, WhisperTranscriber(engine.stt, executor), PiperSynthesizer(engine.tts, executor),
+                         engine.vad.model_path)
+
+
+def _intents(brain: IntentsConfig) -> Any:
+    from .cascade.brain_intents import IntentsBrain
+
+    try:
+        return IntentsBrain(brain)
+    except ValueError as err:  # a language home-assistant-intents has no sentences for
+        raise StartupError(f"engine.brain.language: {err}") from err
+
+
+#: `engine.type` -> the builder of that engine (the schema admits only these keys).
+ENGINE_BUILDERS: dict[str, Callable[[Any, Executor], SpeechEngine]] = {"cascade": _cascade}
+#: `engine.brain.type` -> the builder of that brain.
+BRAIN_BUILDERS: dict[str, Callable[[Any], Any]] = {"intents": _intents}
 
 
 def session_defaults(config: ServerConfig) -> dict[str, Any]:

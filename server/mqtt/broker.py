@@ -26,8 +26,8 @@ from amqtt.broker import Broker
 from amqtt.plugins.base import BaseAuthPlugin
 
 from ..errors import StartupError
-from ..config import EmbeddedBrokerConfig
-from ..config import _is_loopback as is_loopback
+from ..options import is_loopback
+from .options import EmbeddedBrokerConfig
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
+from .voices import MAX_SPEED, MIN_SPEED
 
 
 class _Strict(BaseModel):
@@ -90,7 +90,7 @@ class VoiceId(_Strict):
 class AudioOutput(_Strict):
     format: AudioFormat = Field(default_factory=AudioPCM)
     voice: str | VoiceId = "alloy"
-    speed: Annotated[float, Field(ge=0.25, le=1.5)] = 1.0
+    speed: Annotated[float, Field(ge=MIN_SPEED, le=MAX_SPEED)] = 1.0
 
 
 class Audio(_Strict):

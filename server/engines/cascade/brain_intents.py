@@ -32,7 +32,6 @@ import time
 import unicodedata
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -67,6 +66,7 @@ from .brain_intents_replies import (
     time_reply,
     word_groups,
 )
+from .options import IntentsConfig
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -87,22 +87,6 @@ MAX_UTTERANCE_CHARS = 300
 #: Sentences of a multi-sentence transcript tried on their own, last first.
 MAX_SENTENCES = 3
 _MISMATCH = object()
-
-
-@dataclass(frozen=True)
-class IntentsConfig:
-    """Options of the intents brain."""
-
-    #: Language of home-assistant-intents' sentences ("en", "de", ...).
-    language: str = "en"
-    #: Entity names always matchable: "Kitchen Light", or a mapping (or an object with these
-    #: attributes) with `name` (or `names`), optional `aliases`, `domain` (or `entity_id`)
-    #: and `areas`.
-    names: Sequence[str | Mapping[str, Any] | Any] = field(default_factory=list)
-    #: Area names always matchable.
-    areas: Sequence[str] = field(default_factory=list)
-    #: Floor names always matchable.
-    floors: Sequence[str] = field(default_factory=list)
 
 
 class IntentsBrain:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from hearth.server.errors import StartupError
 
-class ModelNotAvailableError(RuntimeError):
+
+class ModelNotAvailableError(StartupError):
     """A configured model or voice cannot be loaded from local files.
 
     Raised at load time (server start, `warm_up`) so a bad configuration fails

@@ -22,7 +22,6 @@ import asyncio
 import os
 import threading
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,24 +36,7 @@ from hearth.server.session.interfaces import (
 )
 
 from .errors import ModelNotAvailableError
-
-
-@dataclass(frozen=True)
-class WhisperConfig:
-    """Options of the faster-whisper stage."""
-
-    #: None: the bundled tiny.en. A directory path: a CTranslate2 Whisper model.
-    #: Otherwise a faster-whisper name ("small.en") or a Hugging Face repo id.
-    model: str | None = None
-    #: CTranslate2 quantization ("int8" was fastest on a 2-core CPU).
-    compute_type: str = "int8"
-    #: CPU threads used by one transcription.
-    cpu_threads: int = 2
-    beam_size: int = 1
-    #: Default language; a request's own language wins. None: detect (multilingual models).
-    language: str | None = "en"
-    #: Allow fetching a named model from the Hugging Face Hub (never by default).
-    download: bool = False
+from .options import WhisperConfig
 
 
 def bundled_model_path() -> Path:

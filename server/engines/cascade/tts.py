@@ -17,9 +17,9 @@ import asyncio
 import json
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,28 +27,11 @@ import onnxruntime
 from piper import PiperVoice, SynthesisConfig
 from piper.config import PiperConfig as PiperVoiceConfig
 
+from hearth.server.protocol.voices import MAX_SPEED, MIN_SPEED
+from hearth.server.protocol.voices import VOICES as OPENAI_VOICES  # noqa: F401 - re-exported: every name a client may send
+
 from .errors import ModelNotAvailableError
-
-#: The voice names a Realtime client may send.
-OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
-#: Realtime's range for `speed` (1.0 is normal, higher is faster).
-MIN_SPEED = 0.25
-MAX_SPEED = 1.5
-
-
-@dataclass(frozen=True)
-class PiperConfig:
-    """Options of the piper stage."""
-
-    #: Voice name (an OpenAI voice or any custom name) -> path of a piper .onnx
-    #: file, whose config is the same path plus ".json".
-    voices: Mapping[str, str] = field(default_factory=dict)
-    #: Voice used for every name not in `voices`: a key of `voices` or a .onnx
-    #: path. None: the bundled en_US-joe-medium.
-    default_voice: str | None = None
-    #: onnxruntime intra-op threads per synthesis. None: onnxruntime's default
-    #: (all cores; ~2x faster than 1 thread on a 2-core machine).
-    threads: int | None = None
+from .options import PiperConfig
 
 
 class SynthesisError(RuntimeError):
@@ -202,7 +185,7 @@ class _End:
     error: BaseException | None
 
 
-def _expand(path: str) -> Path:
+def _expand(path: str | Path) -> Path:
     return Path(os.path.expanduser(path))
 
 

@@ -1,0 +1,181 @@
+"""The cascade engine's options, each declared once: VAD, Whisper STT, piper TTS, the brains.
+
+Each stage module (`vad.py`, `stt.py`, `tts.py`, `brain_intents.py`) takes its class from
+here; `server/config.py` reads the same classes from the YAML file (`engine.*`), so the
+default a stage gets when built in code is the one the file gets. This module imports no
+model library: the config loads without faster-whisper, piper or hassil.
+
+A new brain is an option class with `type = tag("<name>")` and one entry in `BRAINS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import voluptuous as vol
+
+from hearth.server.options import (
+    REQUIRED,
+    Maybe,
+    boolean,
+    existing_file,
+    integer,
+    list_of,
+    mapping_of,
+    non_empty,
+    one_of,
+    option,
+    relative_path,
+    schema_of,
+    section,
+    tag,
+    tagged,
+)
+
+#: Model names faster-whisper resolves (`faster_whisper.available_models()`; a test keeps them in step).
+WHISPER_MODEL_NAMES = (
+    "tiny.en", "tiny", "base.en", "base", "small.en", "small", "medium.en", "medium",
+    "large-v1", "large-v2", "large-v3", "large", "distil-large-v2", "distil-medium.en",
+    "distil-small.en", "distil-large-v3", "distil-large-v3.5", "large-v3-turbo", "turbo",
+)  # fmt: skip
+
+#: CTranslate2 compute types (`ctranslate2.get_supported_compute_types` lists what a device runs).
+COMPUTE_TYPES = (
+    "default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
+    "int16", "float16", "bfloat16", "float32",
+)  # fmt: skip
+
+
+def whisper_model(value: Any) -> str | None:
+    """A faster-whisper model name, or an existing CTranslate2 directory (as an absolute path)."""
+    if value is None or non_empty(value) in WHISPER_MODEL_NAMES:
+        return value
+    path = relative_path(value)
+    if path.is_dir():
+        return str(path)
+    raise vol.Invalid(
+        f"{value!r} is neither a model name ({', '.join(WHISPER_MODEL_NAMES)}) "
+        f"nor a CTranslate2 model directory (no such directory: {path})"
+    )
+
+
+def piper_voice(value: Any) -> Path:
+    """A piper `.onnx` voice whose `.onnx.json` config lies next to it."""
+    path = existing_file(value)
+    if path.suffix != ".onnx":
+        raise vol.Invalid(f"expected a piper voice model ending in .onnx, got {path}")
+    if not Path(f"{path}.json").is_file():
+        raise vol.Invalid(f"piper voice config not found: {path}.json (piper reads it next to the model)")
+    return path
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    """Options of the server's Silero VAD (`vad.py`)."""
+
+    model_path: Path | None = option(None, "Silero VAD .onnx file; null = the one faster-whisper ships",
+                                     Maybe(existing_file))
+
+
+@dataclass(frozen=True)
+class WhisperConfig:
+    """Options of the faster-whisper stage (`stt.py`).
+
+    In code, `model` may also be a Hugging Face repo id; the file admits a model name or a
+    directory. Decoding is otherwise fixed for latency (see `stt.py`).
+    """
+
+    model: str | None = option(None, "null = bundled Whisper tiny.en; a model name or a CTranslate2 directory",
+                               whisper_model)
+    #: "int8" was the fastest on a 2-core CPU.
+    compute_type: str = option("int8", "CTranslate2 compute type", one_of(*COMPUTE_TYPES))
+    cpu_threads: int = option(2, "threads per transcription; 0 = CTranslate2's default", integer(0),
+                              unit="threads")
+    beam_size: int = option(1, "beam search width; 1 = greedy, fastest", integer(1))
+    #: A request's own language wins. None: detect (multilingual models only).
+    language: str | None = option("en", "ISO-639-1 code; null = detect", Maybe(non_empty), unit="ISO-639-1 code")
+    #: Never by default: a missing model fails at start with how to fetch it.
+    download: bool = option(False, "allow downloading a named model that is not cached", boolean)
+
+
+@dataclass(frozen=True)
+class PiperConfig:
+    """Options of the piper stage (`tts.py`).
+
+    In code, `default_voice` may also name a key of `voices`; the file gives a path.
+    """
+
+    default_voice: Path | str | None = option(
+        None, "piper .onnx used for unmapped voices; null = bundled en_US-joe-medium", Maybe(piper_voice))
+    #: Voice name (an OpenAI voice or any custom name) -> piper .onnx (its config: the path + ".json").
+    voices: Mapping[str, Path | str] = option({}, "voice name -> piper .onnx path", mapping_of(non_empty, piper_voice))
+    #: None: onnxruntime's default (all cores; ~2x faster than 1 thread on a 2-core machine).
+    threads: int | None = option(None, "ONNX Runtime threads per synthesis; null = its default",
+                                 Maybe(integer(1)), unit="threads")
+
+
+# ----------------------------------------------------------------------------- brains
+
+
+@dataclass(frozen=True)
+class EntityName:
+    """An entity the intents brain always knows (besides those a client sends)."""
+
+    name: str = option(REQUIRED, "the entity's name as people say it", non_empty)
+    domain: str | None = option(None, "Home Assistant domain, e.g. light", Maybe(non_empty))
+    areas: tuple[str, ...] = option([], "areas the entity is in", list_of(non_empty))
+
+
+_ENTITY_NAME = vol.Schema(schema_of(EntityName))
+
+
+def entity_name(value: Any) -> EntityName:
+    """`Kitchen Light` or `{name: Kitchen Light, domain: light, areas: [Kitchen]}`."""
+    if isinstance(value, str):
+        return EntityName(non_empty(value))
+    return _ENTITY_NAME(value)
+
+
+@dataclass(frozen=True)
+class IntentsConfig:
+    """Options of the intents brain (`brain_intents.py`)."""
+
+    type: Literal["intents"] = tag("intents")
+    #: Language of home-assistant-intents' sentences ("en", "de", ...).
+    language: str = option("en", "intent language", non_empty, unit="language code")
+    #: In code also a plain mapping (or an object with these attributes) with `name` (or `names`),
+    #: optional `aliases`, `domain` (or `entity_id`) and `areas`.
+    names: Sequence[EntityName | str | Mapping[str, Any] | Any] = option(
+        [], "entity names known besides the client's: a string or {name, domain, areas}", list_of(entity_name))
+    areas: Sequence[str] = option([], "area names known besides the client's", list_of(non_empty))
+    floors: Sequence[str] = option([], "floor names known besides the client's", list_of(non_empty))
+
+
+#: `engine.brain.type` -> its option class. `server/engines/factory.py` holds the builders.
+BRAINS: Mapping[str, type] = {"intents": IntentsConfig}
+
+#: What `engine.brain` holds: one of the classes in `BRAINS` (a Union once there are several).
+BrainConfig = IntentsConfig
+
+
+# ----------------------------------------------------------------------------- the engine
+
+
+@dataclass(frozen=True)
+class CascadeConfig:
+    """`engine.type: cascade`: server VAD -> Whisper -> a brain -> sentence-chunked piper."""
+
+    type: Literal["cascade"] = tag("cascade")
+    workers: int = option(2, "inference threads shared by all sessions", integer(1), unit="threads")
+    vad: VadConfig = section(VadConfig, "server voice activity detection")
+    stt: WhisperConfig = section(WhisperConfig, "speech-to-text (faster-whisper)")
+    tts: PiperConfig = section(PiperConfig, "text-to-speech (piper)")
+    brain: BrainConfig = option({}, "what writes the reply",
+                                tagged(BRAINS, "intents", "intents (Home Assistant's local matcher)"))
+
