@@ -39,19 +39,21 @@ def create_app(config: ServerConfig, *, engine_factory: EngineFactory | None = N
 
     async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
         executor = FairExecutor(max_workers=config.engine.workers, thread_name_prefix="hearth-infer")
-        loop = asyncio.get_running_loop()
-        engine = await loop.run_in_executor(executor, factory, config, executor)
-        await engine.warm_up()
-        tools = ToolRegistry()
-        policy = SessionPolicy(defaults=session_defaults(config),
-                               max_duration_s=config.server.max_session_duration_s)
-        sessions = SessionRegistry(engine, tools, policy)
-        app[ServerContext.KEY] = ServerContext(config=config, engine=engine, tools=tools, sessions=sessions)
-        _LOGGER.info("engine ready")
-        yield
-        sessions.close_all()
-        await engine.close()
-        executor.shutdown(wait=False, cancel_futures=True)
+        try:
+            loop = asyncio.get_running_loop()
+            engine = await loop.run_in_executor(executor, factory, config, executor)
+            await engine.warm_up()
+            tools = ToolRegistry()
+            policy = SessionPolicy(defaults=session_defaults(config),
+                                   max_duration_s=config.server.max_session_duration_s)
+            sessions = SessionRegistry(engine, tools, policy)
+            app[ServerContext.KEY] = ServerContext(config=config, engine=engine, tools=tools, sessions=sessions)
+            _LOGGER.info("engine ready")
+            yield
+            sessions.close_all()
+            await engine.close()
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
 
     async def close_websockets(app: web.Application) -> None:
         ctx = app.get(ServerContext.KEY)

@@ -11,6 +11,7 @@ bulk work never occupies the last free worker, so a live turn finds one.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -19,6 +20,15 @@ from typing import Any
 from .session.work import WORK_OWNER, WorkOwner
 
 _ANONYMOUS = WorkOwner("", "live")
+_POOLS: weakref.WeakSet[FairExecutor] = weakref.WeakSet()
+
+
+def _shutdown_all() -> None:
+    for pool in list(_POOLS):
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+threading._register_atexit(_shutdown_all)  # the hook concurrent.futures uses for its own pools
 
 
 class FairExecutor(Executor):
@@ -32,10 +42,14 @@ class FairExecutor(Executor):
             "live": OrderedDict(), "bulk": OrderedDict()}
         self._bulk_running = 0
         self._shutdown = False
-        self._threads = [threading.Thread(target=self._work, name=f"{thread_name_prefix}_{i}", daemon=True)
+        # Not daemon threads: a model's native threads must not be killed mid-call at exit
+        # ("terminate called without an active exception"). As in concurrent.futures, the
+        # pool is shut down when the interpreter exits, and the workers are joined.
+        self._threads = [threading.Thread(target=self._work, name=f"{thread_name_prefix}_{i}")
                          for i in range(max_workers)]
         for thread in self._threads:
             thread.start()
+        _POOLS.add(self)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         owner = WORK_OWNER.get() or _ANONYMOUS
