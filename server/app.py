@@ -45,7 +45,9 @@ def create_app(config: ServerConfig, *, engine_factory: EngineFactory | None = N
             await engine.warm_up()
             tools = ToolRegistry()
             policy = SessionPolicy(defaults=session_defaults(config),
-                                   max_duration_s=config.server.max_session_duration_s)
+                                   max_duration_s=config.server.max_session_duration_s,
+                                   tool_timeout_s=config.server.tool_timeout_s,
+                                   limits=config.server.limits.session_limits())
             sessions = SessionRegistry(engine, tools, policy)
             app[ServerContext.KEY] = ServerContext(config=config, engine=engine, tools=tools, sessions=sessions)
             _LOGGER.info("engine ready")

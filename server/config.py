@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,6 +53,7 @@ from .options import (
     walk,
 )
 from .protocol.voices import MAX_SPEED, MIN_SPEED, VOICES
+from .session.limits import SessionLimits
 
 API_KEY_ENV = "HEARTH_API_KEY"
 
@@ -87,6 +88,33 @@ def _origin(value: Any) -> str:
 # ----------------------------------------------------------------------------- the server itself
 
 
+_LIMITS = SessionLimits()
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Per-session limits (`hearth.server.session.limits.SessionLimits` holds the defaults)."""
+
+    max_buffer_s: float = option(_LIMITS.max_buffer_s, "longest input audio buffer without a commit",
+                                 number(1), unit="seconds")
+    max_item_audio_s: float = option(_LIMITS.max_item_audio_s, "longest audio in one client-created item",
+                                     number(1), unit="seconds")
+    max_item_text_chars: int = option(_LIMITS.max_item_text_chars, "most text in one client-created item",
+                                      integer(1), unit="characters")
+    max_side_responses: int = option(_LIMITS.max_side_responses, "out-of-band responses running at once",
+                                     integer(1), unit="responses")
+    max_tools: int = option(_LIMITS.max_tools, "function tools one session may declare", integer(1), unit="tools")
+    max_tool_bytes: int = option(_LIMITS.max_tool_bytes, "JSON size of one tool definition", integer(256),
+                                 unit="bytes")
+    max_speculation_s: float = option(_LIMITS.max_speculation_s, "longest audio transcribed speculatively at a pause",
+                                      number(0), unit="seconds")
+    large_append_s: float = option(_LIMITS.large_append_s, "appends longer than this have their VAD run off the "
+                                   "event loop", number(0.1), unit="seconds")
+
+    def session_limits(self) -> SessionLimits:
+        return SessionLimits(**{f.name: getattr(self, f.name) for f in fields(SessionLimits)})
+
+
 @dataclass(frozen=True)
 class ServerOptions:
     host: str = option("127.0.0.1", "bind address", non_empty)
@@ -98,6 +126,9 @@ class ServerOptions:
                                          unit="seconds")
     cors_origins: tuple[str, ...] = option([], "origins whose browser pages may open Realtime WebSockets",
                                            list_of(_origin))
+    tool_timeout_s: float = option(2.5, "a server-side tool (Home Assistant's) that takes longer is apologised for",
+                                   number(0.1, 60), unit="seconds")
+    limits: LimitsConfig = section(LimitsConfig, "what one session may ask of the server at once")
 
 
 # ----------------------------------------------------------------------------- session defaults

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .session.interfaces import EventSink, MediaSink, SpeechEngine, Toolbox
+from .session.limits import SessionLimits
 from .session.session import RealtimeSession, SessionOptions
 from .session.timings import TimingObserver
 from .tools.registry import ToolRegistry, ToolScope
@@ -30,6 +31,7 @@ class SessionPolicy:
     tool_timeout_s: float = 2.5
     #: Offer server-side tools (Home Assistant's) to Realtime clients too, not only to satellites.
     tools_for_clients: bool = False
+    limits: SessionLimits = field(default_factory=SessionLimits)
 
 
 class SessionRegistry:
@@ -62,7 +64,7 @@ class SessionRegistry:
         options = SessionOptions(
             kind=kind, model=model, defaults=self.policy.defaults if defaults is None else defaults,
             max_duration_s=self.policy.max_duration_s, media_rate=media_rate, playback_events=playback_events,
-            tool_timeout_s=self.policy.tool_timeout_s, satellite_id=satellite_id)
+            tool_timeout_s=self.policy.tool_timeout_s, satellite_id=satellite_id, limits=self.policy.limits)
         session = RealtimeSession(self.engine, sink, options, media=media, toolbox=self._toolbox(satellite_id))
         for observer in self._observers:
             session.timings.subscribe(observer)

@@ -20,6 +20,7 @@ import asyncio
 import base64
 import binascii
 import contextvars
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -50,7 +51,7 @@ from .interfaces import (
     Toolbox,
 )
 from .items import Items, heard_text
-from .limits import SessionLimits, check_tools
+from .limits import SessionLimits
 from .playback import PlaybackTracker
 from .response import ResponsePlan
 from .responses import ActiveResponse, ResponseHooks, Responses
@@ -478,6 +479,20 @@ class RealtimeSession:
 
 
 # ==================================================================== helpers
+
+
+def check_tools(tools: list[Any], limits: SessionLimits, param: str) -> None:
+    """Refuse tool lists whose size would make every turn of the session slow."""
+    if len(tools) > limits.max_tools:
+        raise RealtimeProtocolError(
+            message=f"Too many tools: {len(tools)} (at most {limits.max_tools}).", code="invalid_value", param=param)
+    for index, tool in enumerate(tools):
+        data = tool.model_dump(exclude_none=True) if hasattr(tool, "model_dump") else tool
+        size = len(json.dumps(data, separators=(",", ":")))
+        if size > limits.max_tool_bytes:
+            raise RealtimeProtocolError(
+                message=f"Tool definition too large: {size} bytes (at most {limits.max_tool_bytes}).",
+                code="invalid_value", param=f"{param}[{index}]")
 
 
 def _has_transcript(entry: Entry) -> bool:
