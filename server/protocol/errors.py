@@ -92,7 +92,7 @@ _CODES = {
 }
 
 
-def _path(loc: tuple[Any, ...], data: Any, prefix: str) -> str:
+def _path(loc: tuple[Any, ...], data: Any, prefix: str, missing: bool = True) -> str:
     """Render a pydantic location as an upstream `param` path (`session.tools[0].name`).
 
     Unions add their tag or member name to the location; such parts are not
@@ -109,16 +109,41 @@ def _path(loc: tuple[Any, ...], data: Any, prefix: str) -> str:
         elif isinstance(node, dict) and part in node:
             out = f"{out}.{part}" if out else str(part)
             node = node[part]
-        elif last and isinstance(node, dict) and isinstance(part, str):
+        elif missing and last and isinstance(node, dict) and isinstance(part, str):
             out = f"{out}.{part}" if out else part
     return out
 
 
+def _reach(loc: tuple[Any, ...], data: Any) -> int:
+    """How many parts of `loc` are keys or indexes of the input (union member names are not)."""
+    reached, node = 0, data
+    for part in loc:
+        if isinstance(part, int) and isinstance(node, list) and part < len(node):
+            node = node[part]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            continue
+        reached += 1
+    return reached
+
+
+def _most_specific(err: ValidationError, data: Any) -> Any:
+    """The error that reaches deepest into the input.
+
+    For a plain union (`"auto" | {workflow_name, metadata}`) pydantic reports every
+    member's failure; the one about the member the client meant (an object, here) goes
+    deepest, while "input should be 'auto'" stops at the union.
+    """
+    errors = err.errors(include_url=False)
+    return max(errors, key=lambda e: _reach(tuple(e["loc"]), data))  # max keeps the first of equals
+
+
 def from_validation_error(err: ValidationError, data: Any, prefix: str) -> RealtimeProtocolError:
-    """Turn the first pydantic error into the error upstream would send for it."""
-    first = err.errors(include_url=False)[0]
+    """Turn the most specific pydantic error into the error upstream would send for it."""
+    first = _most_specific(err, data)
     kind = first["type"]
-    param = _path(tuple(first["loc"]), data, prefix)
+    param = _path(tuple(first["loc"]), data, prefix, missing=kind == "missing")
     # The bound's type tells an integer field from a decimal one (models use 1.0 for floats).
     bound = next(iter((first.get("ctx") or {}).values()), None)
     number = "decimal" if isinstance(bound, float) else "integer"
