@@ -16,7 +16,7 @@ from agents import function_tool
 
 from hearth.server.engines.cascade.brain_intents import IntentsBrain, IntentsConfig
 from hearth.server.tools.schema import schema_fallback
-from hearth.server.session.interfaces import ContextItem, OutputFunctionCall, OutputText, ResponseRequest
+from hearth.server.session.interfaces import ContextItem, Declined, OutputFunctionCall, ResponseRequest
 
 CONFIG = IntentsConfig(names=[{"name": "Kitchen Light", "domain": "light", "areas": ["Kitchen"]}],
                        areas=["Kitchen", "Bedroom"])
@@ -96,8 +96,8 @@ async def test_a_required_parameter_without_default_or_null_still_declines(brain
     tool = agents_tool()
     tool["parameters"]["properties"]["area"] = {"type": "string"}  # required, not nullable, no default
     chunks = await reply(brain, "turn on the kitchen light", [tool])
-    assert chunks and all(isinstance(c, OutputText) for c in chunks)
-    assert "don't know the area" in "".join(c.delta for c in chunks)
+    assert len(chunks) == 1 and isinstance(chunks[0], Declined), chunks
+    assert "don't know the area" in chunks[0].reply
 
 
 @pytest.mark.parametrize(("schema", "expected"), [
