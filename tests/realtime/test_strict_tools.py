@@ -88,14 +88,16 @@ async def test_agent_runs_a_strict_tool(server: RunningServer) -> None:
     events: list[Any] = []
     raw: list[dict[str, Any]] = []
 
+    def answered() -> bool:  # the reply to the tool output is done
+        return any(e["type"] == "response.done" and e["response"]["output"]
+                   and e["response"]["output"][0]["type"] == "message" for e in raw)
+
     async def consume() -> None:
-        tool_ended = False
         async for event in session:
             events.append(event)
             if event.type == "raw_model_event" and event.data.type == "raw_server_event":
                 raw.append(event.data.data)
-            tool_ended = tool_ended or event.type == "tool_end"
-            if tool_ended and event.type == "agent_end":
+            if answered():
                 return
 
     async with session:
@@ -106,4 +108,5 @@ async def test_agent_runs_a_strict_tool(server: RunningServer) -> None:
         SERVER_EVENT.validate_python(event)
     assert calls == [{"name": "Kitchen Light", "area": None, "domain": ["light"], "transition": 0}]
     dones = [e["response"] for e in raw if e["type"] == "response.done"]
+    assert [d["output"][0]["type"] for d in dones] == ["function_call", "message"]
     assert words(dones[-1]["output"][0]["content"][0]["transcript"]) == "turned on the kitchen light"
