@@ -162,7 +162,8 @@ def from_validation_error(err: ValidationError, data: Any, prefix: str) -> Realt
         message = f"Missing required parameter: '{shown}'."
     elif code == "invalid_type":
         expected = _EXPECTED.get(kind, "another type")
-        message = f"Invalid type for '{shown}': expected {expected}, but got {json_type_name(first.get('input'))} instead."
+        got = json_type_name(first.get("input"))
+        message = f"Invalid type for '{shown}': expected {expected}, but got {got} instead."
     else:
         message = f"Invalid value for '{shown}': {quote(first['msg'], 4 * QUOTE_LIMIT)}."
     return RealtimeProtocolError(message=message, code=code, param=param[:4 * QUOTE_LIMIT] or None)

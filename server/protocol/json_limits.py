@@ -107,4 +107,5 @@ def _check_text(text: str) -> None:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            raise JsonLimitError("a string holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text") from None
+            raise JsonLimitError("a string holds a lone UTF-16 surrogate (\\ud800-\\udfff), "
+                                 "which is not text") from None

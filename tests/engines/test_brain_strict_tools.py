@@ -2,7 +2,7 @@
 
 openai-agents' `function_tool` and @openai/agents-realtime's zod `tool()` declare tools this
 way by default; the schemas here come from a real decorated function (Python) and from the
-JSON that zod's `toJSONSchema` writes for `.nullable()` and `.default()` (JavaScript).
+JSON that `@openai/agents-realtime`'s `tool()` declares for zod `.nullable()` and `.default()`.
 """
 
 from __future__ import annotations
@@ -43,15 +43,16 @@ def agents_tool() -> dict[str, Any]:
             "parameters": turn_on.params_json_schema}
 
 
-#: What zod 4's `toJSONSchema` writes for
-#: `z.object({name: z.string().nullable(), area: z.string().nullable(), brightness: z.number().default(100)})`.
+#: What @openai/agents-realtime 0.20.0's `tool()` (zod 4.6.7) declares for `z.object({name:
+#: z.string().nullable(), area: z.string().nullable(), brightness: z.number().int().default(100)})`,
+#: recorded from the real packages (`tool(...).parameters`, `strict: true`); npm is not part of CI.
 ZOD_LIGHT_SET = {
-    "type": "function", "name": "HassLightSet", "description": "Sets the brightness of a light.",
+    "type": "function", "name": "HassLightSet", "description": "Sets a light.",
     "parameters": {
-        "$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
-        "properties": {"name": {"type": ["string", "null"]},
-                       "area": {"anyOf": [{"type": "string"}, {"type": "null"}]},
-                       "brightness": {"type": "integer", "default": 100}},
+        "$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+        "properties": {"name": {"type": ["string", "null"]}, "area": {"type": ["string", "null"]},
+                       "brightness": {"default": 100, "type": "integer", "minimum": -9007199254740991,
+                                      "maximum": 9007199254740991}},
         "required": ["name", "area", "brightness"], "additionalProperties": False},
 }
 

@@ -61,7 +61,8 @@ async def test_strict_tool_call_from_text(server: RunningServer) -> None:
     async with connect(server, session={"type": "realtime", "output_modalities": ["text"], "tools": [tool]}) as rt:
         mark = rt.mark()
         await rt.conn.conversation.item.create(item={
-            "type": "message", "role": "user", "content": [{"type": "input_text", "text": "turn on the kitchen light"}]})
+            "type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": "turn on the kitchen light"}]})
         await rt.conn.response.create()
         response = await rt.response(mark)
         assert not rt.errors(mark)
