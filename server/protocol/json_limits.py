@@ -49,7 +49,11 @@ def _number(literal: str) -> float:
 
 
 def loads(text: str | bytes, *, max_depth: int = MAX_DEPTH, max_chars: int | None = None) -> Any:
-    """`json.loads` with limits. Raises JsonLimitError (or json.JSONDecodeError for bad syntax)."""
+    """`json.loads` with limits. Raises JsonLimitError (or json.JSONDecodeError for bad syntax).
+
+    The checks work on the text at C speed (a 15 MiB append costs a few counts, not a
+    walk over the decoded value), and only when the text could break them.
+    """
     if isinstance(text, bytes | bytearray):
         try:
             text = text.decode("utf-8")
@@ -61,14 +65,55 @@ def loads(text: str | bytes, *, max_depth: int = MAX_DEPTH, max_chars: int | Non
         value = json.loads(text, parse_constant=_constant, parse_int=_integer, parse_float=_number)
     except RecursionError:
         raise JsonLimitError(f"it is nested more than {max_depth} levels deep", too_deep=True) from None
-    # A text with fewer brackets than the limit cannot be nested deeper than it (a C-speed count).
-    if text.count("[") + text.count("{") > max_depth or ("\\u" in text and _SURROGATE_ESCAPE.search(text)):
-        try:
-            check(value, max_depth=max_depth)
-        except JsonLimitError as err:
-            err.value = value
-            raise
+    try:
+        # Fewer brackets than the limit cannot nest deeper than it.
+        if text.count("[") + text.count("{") > max_depth and _depth(text, max_depth) > max_depth:
+            raise JsonLimitError(f"it is nested more than {max_depth} levels deep", too_deep=True)
+        if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+            _check_strings(value)
+    except JsonLimitError as err:
+        err.value = value
+        raise
     return value
+
+
+#: Outside strings valid JSON is ASCII: keep the brackets (as parentheses), drop the rest.
+_PARENS = bytes.maketrans(b"[{]}", b"(())")
+_NOT_BRACKETS = bytes(c for c in range(0x100) if c not in b"[]{}")
+
+
+def _depth(text: str, limit: int) -> int:
+    """Nesting depth of valid JSON `text`, counted up to `limit + 1`, by string operations only.
+
+    Strings are cut out first (escaped backslashes and quotes removed, then every other
+    segment between quotes dropped); of the rest only brackets are kept, and innermost
+    pairs are removed once per level (one `replace` pass removes one level: it matches
+    the text as it was).
+    """
+    text = text.replace("\\\\", "").replace('\\"', "")
+    outside = "".join(text.split('"')[::2]).encode("ascii", "ignore")
+    structure = outside.translate(_PARENS, _NOT_BRACKETS)
+    depth = 0
+    while structure and depth <= limit:
+        structure = structure.replace(b"()", b"")
+        depth += 1
+    return depth
+
+
+def _check_strings(value: Any) -> None:
+    """Raise JsonLimitError if a string (or key) in `value` holds a lone surrogate."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            _check_text(node)
+        elif isinstance(node, dict):
+            for key, item in node.items():
+                _check_text(key)
+                if isinstance(item, str | dict | list):
+                    stack.append(item)
+        elif isinstance(node, list):
+            stack.extend(item for item in node if isinstance(item, str | dict | list))
 
 
 def check(value: Any, *, max_depth: int = MAX_DEPTH) -> None:

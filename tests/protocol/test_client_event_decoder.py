@@ -180,3 +180,29 @@ def test_client_text_in_messages_is_escaped_and_cut() -> None:
     unknown = json.dumps({"type": "response.create", "response": {"bad\nkey": 1}})
     assert "\n" not in refused(unknown).message
     assert quote("a\x00b\x1bc") == "a\\x00b\\x1bc"
+
+
+def _real_depth(value: Any) -> int:
+    if isinstance(value, dict | list):
+        children = value.values() if isinstance(value, dict) else value
+        return 1 + max((_real_depth(c) for c in children), default=0)
+    return 0
+
+
+def test_the_text_depth_count_matches_the_decoded_value() -> None:
+    """The limit is checked on the text (fast); brackets, quotes and escapes in strings do not count."""
+    import random
+
+    rng = random.Random(7)
+
+    def value(depth: int) -> Any:
+        if depth > 10 or rng.random() < 0.3:
+            return rng.choice([1, None, 'a\\"[{', 'x"]}', "\\", '\\\\"{', "ü[", "😀{", ""])
+        if rng.random() < 0.5:
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        return {f"k{i}[{{\\": value(depth + 1) for i in range(rng.randint(0, 3))}
+
+    for _ in range(500):
+        data = value(0)
+        for text in (json.dumps(data), json.dumps(data, ensure_ascii=False)):
+            assert json_limits._depth(text, 100) == _real_depth(data), text
