@@ -206,3 +206,8 @@ def test_the_text_depth_count_matches_the_decoded_value() -> None:
         data = value(0)
         for text in (json.dumps(data), json.dumps(data, ensure_ascii=False)):
             assert json_limits._depth(text, 100) == _real_depth(data), text
+
+
+def test_brackets_inside_strings_do_not_count() -> None:
+    text = json.dumps({"type": "session.update", "session": {"instructions": "[{" * 500 + '\\"]}' * 10}})
+    assert parse_client_event(text).type == "session.update"
