@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -334,3 +335,42 @@ def _error(status: int, message: str | None = None) -> web.Response:
     kind, code, default = _ERRORS.get(status, ("server_error", None, "Error."))
     return web.json_response({"error": {"message": message or default, "type": kind, "param": None, "code": code}},
                              status=status)
+
+
+class ThreadedFakeChatServer:
+    """A FakeChatServer on its own event loop in a thread, for tests that span several loops.
+
+    Scripting (`push`, `script`) and the recorded requests are plain attributes, read from
+    the test's thread; `eventually` polls them.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-chat-server", daemon=True)
+        self.fake: FakeChatServer | None = None
+
+    def __enter__(self) -> FakeChatServer:
+        self._thread.start()
+
+        async def start() -> FakeChatServer:
+            return await FakeChatServer(**self._options).__aenter__()
+
+        self.fake = asyncio.run_coroutine_threadsafe(start(), self._loop).result(10)
+        return self.fake
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fake is not None:
+            asyncio.run_coroutine_threadsafe(self.fake.__aexit__(None, None, None), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait until `check()` is true (polling every 10 ms); AssertionError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.01)
