@@ -35,6 +35,7 @@ from hearth.server.session.interfaces import (
     OutputAudio,
     OutputFunctionCall,
     OutputText,
+    OutputUsage,
     ResponseChunk,
     ResponseRequest,
     Transcript,
@@ -135,7 +136,8 @@ class CascadeEngine:
                 yield chunk
         marks.once(MARK_DONE)
 
-    async def _brain_events(self, request: ResponseRequest) -> AsyncIterator[OutputText | OutputFunctionCall]:
+    async def _brain_events(
+            self, request: ResponseRequest) -> AsyncIterator[OutputText | OutputFunctionCall | OutputUsage]:
         """The brain's stream, with a decline spoken as its reply and `say` spoken as given."""
         if request.say is not None:
             yield OutputText(request.say)
@@ -158,7 +160,7 @@ class CascadeEngine:
         marks.once(MARK_BRAIN_DONE)
 
     async def _spoken(self, request: ResponseRequest, marks: _Marks) -> AsyncIterator[ResponseChunk]:
-        queue: asyncio.Queue[str | OutputFunctionCall | _BrainEnd] = asyncio.Queue()
+        queue: asyncio.Queue[str | OutputFunctionCall | OutputUsage | _BrainEnd] = asyncio.Queue()
         thinking = asyncio.create_task(self._think(request, queue, marks), name="cascade-brain")
         try:
             while True:
@@ -167,7 +169,7 @@ class CascadeEngine:
                     if item.error is not None:
                         raise item.error
                     return
-                if isinstance(item, OutputFunctionCall):
+                if isinstance(item, OutputFunctionCall | OutputUsage):
                     yield item
                     continue
                 yield OutputText(delta=item)
@@ -184,11 +186,16 @@ class CascadeEngine:
     async def _think(
         self,
         request: ResponseRequest,
-        queue: asyncio.Queue[str | OutputFunctionCall | _BrainEnd],
+        queue: asyncio.Queue[str | OutputFunctionCall | OutputUsage | _BrainEnd],
         marks: _Marks,
     ) -> None:
-        """Thinking stage: brain events -> sentences and calls on `queue`, then an end marker."""
+        """Thinking stage: brain events -> sentences and calls on `queue`, then an end marker.
+
+        Measured usage goes out after the text it counts; text a failing brain streamed
+        before its error (its apology) is spoken before the error ends the response.
+        """
         splitter = SentenceSplitter()
+        usage: list[OutputUsage] = []
         try:
             events = self._brain_events(request)
             async with _closing(events):
@@ -198,6 +205,8 @@ class CascadeEngine:
                         for sentence in splitter.feed(event.delta):
                             marks.once(MARK_FIRST_SENTENCE)
                             queue.put_nowait(sentence)
+                    elif isinstance(event, OutputUsage):
+                        usage.append(event)
                     else:
                         # Text before a call is spoken before the call goes out.
                         for sentence in splitter.flush():
@@ -207,8 +216,12 @@ class CascadeEngine:
             for sentence in splitter.flush():
                 marks.once(MARK_FIRST_SENTENCE)
                 queue.put_nowait(sentence)
+            for measured in usage:
+                queue.put_nowait(measured)
             marks.once(MARK_BRAIN_DONE)
         except Exception as exc:  # re-raised by the consuming side
+            for sentence in splitter.flush():
+                queue.put_nowait(sentence)
             queue.put_nowait(_BrainEnd(exc))
         else:
             queue.put_nowait(_BrainEnd(None))
