@@ -65,17 +65,23 @@ T = TypeVar("T")
 
 
 class CascadeSession:
-    """One conversation on the cascade: its own VAD state, the engine's models."""
+    """One conversation on the cascade: its own VAD state, the engine's models.
+
+    A brain with `for_satellite(satellite_id)` (the auto brain) gives a satellite's
+    sessions the brain configured for that satellite.
+    """
 
     def __init__(self, engine: CascadeEngine, info: EngineSessionInfo) -> None:
         self.info = info
         self.vad = engine.new_vad()
         self.transcriber = engine
         self._engine = engine
+        choose = getattr(engine.brain, "for_satellite", None)
+        self.brain: Brain = choose(info.satellite_id) if choose is not None else engine.brain
 
     def respond(self, request: ResponseRequest, *, on_mark: MarkCallback | None = None
                 ) -> AsyncIterator[ResponseChunk]:
-        return self._engine.respond(request, on_mark=on_mark)
+        return self._engine.respond(request, on_mark=on_mark, brain=self.brain)
 
     def close(self) -> None:
         self.vad.reset()
@@ -92,7 +98,7 @@ class CascadeEngine:
         vad_model_path: str | Path | None = None,
     ) -> None:
         """Receives built stages; the composition root decides models and executors."""
-        self._brain = brain
+        self.brain = brain
         self._transcriber = transcriber
         self._synthesizer = synthesizer
         self._vad_model_path = vad_model_path
@@ -114,35 +120,40 @@ class CascadeEngine:
         return CascadeSession(self, info)
 
     async def close(self) -> None:
-        """Nothing to release: the composition root owns the worker pool the models run in."""
+        """Close the brain's connections (an LLM's HTTP pool); the composition root owns the workers."""
+        close = getattr(self.brain, "close", None)
+        if close is not None:
+            await close()
 
     async def respond(
-        self, request: ResponseRequest, *, on_mark: MarkCallback | None = None
+        self, request: ResponseRequest, *, on_mark: MarkCallback | None = None, brain: Brain | None = None
     ) -> AsyncIterator[ResponseChunk]:
         """Stream the reply: per sentence its text, then its audio; calls pass through.
 
         With ["text"] modalities the brain's deltas pass through unchanged. The
         OutputText pieces always join to exactly the brain's text. `on_mark`, if
         given, is called once per MARK_* stage with its `time.monotonic()`
-        timestamp, for benchmarks and logs.
+        timestamp, for benchmarks and logs. `brain` replaces the engine's brain (a
+        session's own).
         """
         marks = _Marks(on_mark)
+        thinker = brain or self.brain
         if "audio" in request.output_modalities:
-            stream = self._spoken(request, marks)
+            stream = self._spoken(request, marks, thinker)
         else:
-            stream = self._written(request, marks)
+            stream = self._written(request, marks, thinker)
         async with _closing(stream):
             async for chunk in stream:
                 yield chunk
         marks.once(MARK_DONE)
 
-    async def _brain_events(
-            self, request: ResponseRequest) -> AsyncIterator[OutputText | OutputFunctionCall | OutputUsage]:
+    async def _brain_events(self, request: ResponseRequest, brain: Brain
+                            ) -> AsyncIterator[OutputText | OutputFunctionCall | OutputUsage]:
         """The brain's stream, with a decline spoken as its reply and `say` spoken as given."""
         if request.say is not None:
             yield OutputText(request.say)
             return
-        events = self._brain.respond(request)
+        events = brain.respond(request)
         async with _closing(events):
             async for event in events:
                 if isinstance(event, Declined):
@@ -151,17 +162,17 @@ class CascadeEngine:
                     return
                 yield event
 
-    async def _written(self, request: ResponseRequest, marks: _Marks) -> AsyncIterator[ResponseChunk]:
-        events = self._brain_events(request)
+    async def _written(self, request: ResponseRequest, marks: _Marks, brain: Brain) -> AsyncIterator[ResponseChunk]:
+        events = self._brain_events(request, brain)
         async with _closing(events):
             async for event in events:
                 marks.once(MARK_BRAIN_FIRST)
                 yield event
         marks.once(MARK_BRAIN_DONE)
 
-    async def _spoken(self, request: ResponseRequest, marks: _Marks) -> AsyncIterator[ResponseChunk]:
+    async def _spoken(self, request: ResponseRequest, marks: _Marks, brain: Brain) -> AsyncIterator[ResponseChunk]:
         queue: asyncio.Queue[str | OutputFunctionCall | OutputUsage | _BrainEnd] = asyncio.Queue()
-        thinking = asyncio.create_task(self._think(request, queue, marks), name="cascade-brain")
+        thinking = asyncio.create_task(self._think(request, queue, marks, brain), name="cascade-brain")
         try:
             while True:
                 item = await queue.get()
@@ -188,6 +199,7 @@ class CascadeEngine:
         request: ResponseRequest,
         queue: asyncio.Queue[str | OutputFunctionCall | OutputUsage | _BrainEnd],
         marks: _Marks,
+        brain: Brain,
     ) -> None:
         """Thinking stage: brain events -> sentences and calls on `queue`, then an end marker.
 
@@ -197,7 +209,7 @@ class CascadeEngine:
         splitter = SentenceSplitter()
         usage: list[OutputUsage] = []
         try:
-            events = self._brain_events(request)
+            events = self._brain_events(request, brain)
             async with _closing(events):
                 async for event in events:
                     marks.once(MARK_BRAIN_FIRST)
