@@ -13,27 +13,34 @@ import pytest
 from hearth.server.engines.cascade.brain_auto import AutoBrain
 from hearth.server.engines.cascade.brain_intents import IntentsBrain, IntentsConfig
 from hearth.server.engines.cascade.brain_llm import LlmBrain, LlmConfig
+from hearth.server.engines.cascade.engine import CascadeEngine
 from hearth.server.engines.factory import build_brain
 from hearth.server.session.interfaces import (
     ContextItem,
     Declined,
+    EngineSessionInfo,
     OutputFunctionCall,
     OutputText,
     OutputUsage,
     ResponseRequest,
 )
 from tests.server_harness import make_config
-from tests.support.fake_chat_server import FakeChatServer, Reply
+from tests.support.fake_chat_server import FakeChatServer, Reply, ScriptedCall
 
 TURN_ON = {"type": "function", "name": "HassTurnOn", "description": "Turns on a device.",
            "parameters": {"type": "object", "properties": {
                "name": {"type": "string", "enum": ["Kitchen Light"]}, "domain": {"type": "array", "items": {"type": "string"}}}}}
+WEATHER = {"type": "function", "name": "get_weather", "description": "Weather in a city.",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
 
 
 def request(text: str, metadata: dict[str, str] | None = None) -> ResponseRequest:
-    return ResponseRequest(instructions="You are Hearth.", items=[ContextItem(type="message", id="u", role="user", text=text)],
-                           tools=[TURN_ON], tool_choice="auto", output_modalities=["text"], voice="alloy", speed=1.0,
-                           metadata=metadata)
+    return request_of([ContextItem(type="message", id="u", role="user", text=text)], metadata)
+
+
+def request_of(items: list[ContextItem], metadata: dict[str, str] | None = None) -> ResponseRequest:
+    return ResponseRequest(instructions="You are Hearth.", items=items, tools=[TURN_ON, WEATHER], tool_choice="auto",
+                           output_modalities=["text"], voice="alloy", speed=1.0, metadata=metadata)
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +94,35 @@ async def test_routes_per_satellite_and_per_response(intents, fake_llm) -> None:
     assert len(fake.requests) == 2
     (only_intents,) = await collect(auto, request("tell me a joke", {"hearth_brain": "intents"}))
     assert isinstance(only_intents, Declined) and len(fake.requests) == 2
+
+
+async def test_results_of_the_llms_calls_go_back_to_the_llm_and_intents_calls_stay_local(intents, fake_llm) -> None:
+    fake, llm = fake_llm
+    auto = AutoBrain(intents, llm)
+    fake.push(Reply(tool_calls=[ScriptedCall("get_weather", '{"city": "Paris"}', id="call_w1")]),
+              Reply(text="It's sunny in Paris."))
+    question = ContextItem(type="message", id="u", role="user", text="what's the weather in Paris")
+    (call,) = [e for e in await collect(auto, request_of([question])) if isinstance(e, OutputFunctionCall)]
+    answered = [question, ContextItem(type="function_call", id="c", name="get_weather", arguments=call.arguments,
+                                      call_id="call_w1"),
+                ContextItem(type="function_call_output", id="o", call_id="call_w1", output='{"sky": "sunny"}')]
+    events = await collect(auto, request_of(answered))
+    assert "".join(e.delta for e in events if isinstance(e, OutputText)) == "It's sunny in Paris."
+    assert fake.requests[1].messages[-1] == {"role": "tool", "tool_call_id": "call_w1", "content": '{"sky": "sunny"}'}
+    # A call the intents made (its id is the session's) is confirmed locally.
+    local = [ContextItem(type="message", id="u", role="user", text="turn on the kitchen light"),
+             ContextItem(type="function_call", id="c", name="HassTurnOn", arguments='{"name": "Kitchen Light"}',
+                         call_id="call_session_7"),
+             ContextItem(type="function_call_output", id="o", call_id="call_session_7", output='{"success": true}')]
+    events = await collect(auto, request_of(local))
+    assert all(isinstance(e, OutputText) for e in events) and len(fake.requests) == 2
+
+
+def test_a_satellites_cascade_session_gets_its_route(intents) -> None:
+    auto = AutoBrain(intents, intents, satellites={"kitchen": "intents"})
+    engine = CascadeEngine(auto, None, None)  # type: ignore[arg-type]  # the models are not needed here
+    assert engine.open(EngineSessionInfo(session_id="s1", satellite_id="kitchen")).brain.route == "intents"
+    assert engine.open(EngineSessionInfo(session_id="s2")).brain is auto
 
 
 def test_auto_without_an_llm_is_the_intents_brain_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,7 +204,9 @@ class LlmBrain:
                 call = calls[index]
                 if not call.name:
                     raise EngineFailure("upstream_error", f"The model streamed a tool call without a name (index {index}).")
-                yield OutputFunctionCall(name=call.name, arguments="".join(call.arguments) or "{}", call_id=call.id)
+                # Some servers send no id; one is made so the call's result can find its way back.
+                yield OutputFunctionCall(name=call.name, arguments="".join(call.arguments) or "{}",
+                                         call_id=call.id or f"call_{uuid.uuid4().hex[:24]}")
             if reply.usage is not None:
                 yield reply.usage
         except TimeoutError as err:
