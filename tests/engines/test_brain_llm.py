@@ -287,3 +287,38 @@ async def test_cascade_speaks_the_first_sentence_before_the_upstream_ends(
         chunks.append(chunk)
     assert first_audio_before_end is True
     assert isinstance(chunks[-1], OutputUsage)
+
+
+# --------------------------------------------------------------------------- a server-side tool, through a session
+
+
+async def test_server_side_tool_round_trip_within_the_turn(fake: FakeChatServer) -> None:
+    from hearth.server.protocol import client_events as ce
+    from hearth.server.session.interfaces import ToolResult
+    from hearth.server.session.session import RealtimeSession, SessionOptions
+    from hearth.server.session.testing import RecordingSink, ScriptedToolbox
+
+    def model(recorded):  # calls the house's tool, then speaks from its result
+        if recorded.messages[-1]["role"] == "tool":
+            return Reply(text="The kitchen light is on.")
+        return Reply(tool_calls=[ScriptedCall("HassTurnOn", '{"name": "Kitchen Light"}', id="call_ha_1")])
+
+    fake.script = model
+    toolbox = ScriptedToolbox(tools={"HassTurnOn": ToolResult(output='{"success": true}')})
+    sink = RecordingSink()
+    session = RealtimeSession(CascadeEngine(brain_for(fake), None, None), sink, SessionOptions(),  # type: ignore[arg-type]
+                              toolbox=toolbox)
+    session.start()
+    session.submit(ce.SessionUpdate(type="session.update", session={
+        "type": "realtime", "output_modalities": ["text"], "audio": {"input": {"turn_detection": None}}}))
+    session.handle_text(json.dumps({"type": "conversation.item.create", "item": {
+        "type": "message", "role": "user", "content": [{"type": "input_text", "text": "Turn on the kitchen light."}]}}))
+    session.submit(ce.ResponseCreate(type="response.create"))
+    await sink.wait_for("response.done", 2, timeout=10)
+    session.close()
+    first, second = (e["response"] for e in sink.of_type("response.done"))
+    assert first["output"][0]["call_id"] == "call_ha_1" and toolbox.calls[0].call_id == "call_ha_1"
+    assert second["status"] == "completed"
+    assert second["output"][0]["content"][0]["text"] == "The kitchen light is on."
+    assert fake.requests[0].body["tools"][0]["function"]["name"] == "HassTurnOn"
+    assert fake.requests[1].messages[-1] == {"role": "tool", "tool_call_id": "call_ha_1", "content": '{"success": true}'}
