@@ -288,7 +288,7 @@ BAD_VALUES = [
     ("session: {turn_detection: {type: server_vad, eagerness: low}}", "session.turn_detection.eagerness: unknown option"),
     ("session: {input_transcription: {model: 1}}", "session.input_transcription.model: expected a string"),
     ("session: {input_transcription: {lang: en}}", "session.input_transcription.lang: unknown option"),
-    ("engine: {type: relay}", "engine.type: expected one of cascade"),
+    ("engine: {type: realtime}", "engine.type: expected one of cascade, relay"),
     ("engine: {workers: 0}", "engine.workers: value must be at least 1"),
     ("engine: {stt: {beam_size: x}}", "engine.stt.beam_size: expected int"),
     ("engine: {stt: {beam_size: true}}", "engine.stt.beam_size: expected int"),
