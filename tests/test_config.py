@@ -181,14 +181,22 @@ engine:
     assert brain.llm.extra_body == {"top_p": 0.9} and brain.llm.max_retries == 0
     assert "sk-s3cret" not in repr(config)
     assert load_text(tmp_path, "engine: {brain: {type: auto}}").engine.brain.llm is None
+    relay = load_text(tmp_path, "engine: {type: relay, upstream: {base_url: 'https://api.openai.com/v1', "
+                                "api_key: sk-up, voice: marin}}").engine
+    assert relay.type == "relay" and relay.upstream.model == "gpt-realtime" and relay.upstream.voice == "marin"
+    assert "sk-up" not in repr(relay)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("engine: {brain: {type: llm}}", "engine.brain.llm: brain type llm needs engine.brain.llm"),
-    ("engine: {brain: {llm: {model: m}}}", "engine.brain.llm.base_url: required"),
-    ("engine: {brain: {llm: {base_url: ollama:11434, model: m}}}", "engine.brain.llm.base_url: expected an http(s) URL"),
+    ("engine: {brain: {type: llm}}", "engine.brain.llm: required"),
+    ("engine: {brain: {type: auto, llm: {model: m}}}", "engine.brain.llm.base_url: required"),
+    ("engine: {brain: {type: llm, llm: {base_url: ollama:11434, model: m}}}",
+     "engine.brain.llm.base_url: expected an http(s) URL"),
     ("engine: {brain: {type: gpt}}", "engine.brain.type: expected one of intents, llm, auto"),
-    ("engine: {brain: {satellites: {kitchen: smart}}}", "engine.brain.satellites.kitchen: expected one of"),
+    ("engine: {brain: {type: auto, satellites: {kitchen: smart}}}", "engine.brain.satellites.kitchen: expected one of"),
+    ("engine: {brain: {llm: {base_url: http://x/v1, model: m}}}", "engine.brain.llm: unknown option"),
+    ("engine: {type: relay}", "engine.upstream: required"),
+    ("engine: {type: relay, upstream: {base_url: http://x/v1}, stt: {}}", "engine.stt: unknown option"),
 ])
 def test_bad_llm_brain_options(tmp_path: Path, text: str, expected: str) -> None:
     assert expected in error_of(tmp_path, text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -276,15 +277,22 @@ def test_messages_leave_out_empty_turns() -> None:
 
 async def test_cascade_speaks_the_first_sentence_before_the_upstream_ends(
         fake: FakeChatServer, transcriber, synthesizer) -> None:
+    held = threading.Event()
     fake.push(Reply(text="Sure, here is one. A second sentence follows after a while, and then a third one ends it.",
-                    chunk_delay=0.08))
+                    hold_end=held))
     cascade = CascadeEngine(brain_for(fake), transcriber, synthesizer)
     first_audio_before_end = None
     chunks = []
-    async for chunk in cascade.respond(request(output_modalities=["audio"])):
-        if isinstance(chunk, OutputAudio) and first_audio_before_end is None:
-            first_audio_before_end = not fake.requests[0].ended.is_set()
-        chunks.append(chunk)
+
+    async def consume() -> None:
+        nonlocal first_audio_before_end
+        async for chunk in cascade.respond(request(output_modalities=["audio"])):
+            if isinstance(chunk, OutputAudio) and first_audio_before_end is None:
+                first_audio_before_end = not fake.requests[0].ended.is_set()
+                held.set()  # the model finishes only once speech has started
+            chunks.append(chunk)
+
+    await asyncio.wait_for(consume(), 30)
     assert first_audio_before_end is True
     assert isinstance(chunks[-1], OutputUsage)
 

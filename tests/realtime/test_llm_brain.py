@@ -7,6 +7,7 @@ only the language model is the scripted stand-in (tests/support/fake_chat_server
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -76,11 +77,13 @@ def transcript(response: dict) -> str:
 
 async def test_spoken_reply_starts_before_the_upstream_finishes_and_usage_is_the_endpoints(
         fake: FakeChatServer, server: RunningServer) -> None:
-    fake.script = lambda _r: Reply(text=JOKE, chunk_delay=0.06, prompt_tokens=31, completion_tokens=29)
+    held = threading.Event()  # the model has not finished until the test says so
+    fake.script = lambda _r: Reply(text=JOKE, prompt_tokens=31, completion_tokens=29, hold_end=held)
     async with connect(server) as rt:
         mark = await ask(rt, "Tell me a joke.")
-        await rt.wait("response.output_audio.delta", since=mark)
+        await rt.wait("response.output_audio.delta", since=mark)  # times out if audio waited for the end
         streaming = not fake.requests[0].completed
+        held.set()
         response = await rt.response(since=mark)
     assert streaming, "the first audio should play while the model is still writing"
     assert response["status"] == "completed" and transcript(response) == JOKE

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from hearth.server.context import ServerContext
-from hearth.server.engines.relay.engine import RelayConfig, RelayEngine
+from hearth.server.engines.relay.engine import RelayEngine
+from hearth.server.engines.relay.options import UpstreamConfig
 from hearth.server.protocol import client_events as ce
 from hearth.server.session.interfaces import ToolResult
 from hearth.server.session.session import RealtimeSession, SessionOptions
@@ -38,7 +39,7 @@ LONG_SPEECH = ("Turned on the porch light. The porch light is now shining over t
 def relay(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     config = make_config(tmp_path_factory.mktemp("relay"), {
         "server": {"api_key": "relay-client-key"},
-        "engine": {"type": "relay", "relay": {"base_url": server.base_url, "api_key": API_KEY, "model": "hearth"}},
+        "engine": {"type": "relay", "upstream": {"base_url": server.base_url, "api_key": API_KEY, "model": "hearth"}},
     })
     with run_server(config) as running:
         yield running
@@ -77,7 +78,7 @@ class HouseTools(ScriptedToolbox):
 
 def relay_session(server: RunningServer, toolbox: ScriptedToolbox | None = None
                   ) -> tuple[RelayEngine, RealtimeSession, RecordingSink]:
-    engine = RelayEngine(RelayConfig(base_url=server.base_url, api_key=API_KEY, model="hearth"),
+    engine = RelayEngine(UpstreamConfig(base_url=server.base_url, api_key=API_KEY, model="hearth"),
                          vad_factory=EnergyVad)
     sink = RecordingSink()
     session = RealtimeSession(engine, sink, SessionOptions(), toolbox=toolbox)

@@ -77,6 +77,9 @@ class Reply:
     drop_after: int | None = None
     prompt_tokens: int = 17
     completion_tokens: int | None = None
+    #: Hold the end of the reply (after the content, before `finish_reason`) until this is set,
+    #: so a test can see what the client does while the stream is still open.
+    hold_end: threading.Event | None = None
 
 
 @dataclass
@@ -286,6 +289,9 @@ class _ChunkWriter:
         calls = list(reply.tool_calls)
         for step in _call_steps(calls, reply.parallel):
             await self.content({"tool_calls": [step]})
+        if reply.hold_end is not None:
+            while not reply.hold_end.is_set():
+                await self.pause(0.01)
         finish = reply.finish_reason or ("tool_calls" if calls else "stop")
         await self.send(self.chunk({}, finish))
         if self.include_usage:

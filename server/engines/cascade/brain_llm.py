@@ -27,7 +27,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import openai
@@ -42,11 +41,11 @@ from hearth.server.session.interfaces import (
 )
 
 from .brain import BrainEvent
+from .options import LlmConfig
+
+__all__ = ["APOLOGIES", "LlmBrain", "LlmConfig", "chat_messages", "chat_tool_choice", "chat_tools"]
 
 _LOGGER = logging.getLogger(__name__)
-
-#: Sent when no key is configured: local servers ignore it, OpenAI answers 401 (clear enough).
-_NO_KEY = "no-key"
 
 APOLOGIES: dict[str, str] = {
     "upstream_timeout": "Sorry, the language model is taking too long to answer.",
@@ -55,55 +54,6 @@ APOLOGIES: dict[str, str] = {
     "upstream_refusal": "Sorry, I can't help with that.",
     "upstream_error": "Sorry, the language model ran into a problem.",
 }
-
-
-@dataclass(frozen=True)
-class LlmConfig:
-    """Options of the llm brain (`engine.brain.llm` in the config file)."""
-
-    #: The endpoint's OpenAI-compatible root, e.g. "http://127.0.0.1:11434/v1" (Ollama).
-    base_url: str
-    #: Model name as the endpoint knows it ("llama3.2:3b", "gpt-4.1-mini").
-    model: str
-    api_key: str | None = None
-    #: A file holding the key (read once at start; whitespace stripped).
-    api_key_file: str | Path | None = None
-    #: Seconds to open the TCP/TLS connection.
-    connect_timeout_s: float = 5.0
-    #: Seconds from the request to the first streamed chunk.
-    first_token_timeout_s: float = 15.0
-    #: Seconds for the whole reply.
-    total_timeout_s: float = 60.0
-    #: A first token later than this is logged as slow (seconds).
-    slow_first_token_s: float = 1.5
-    #: The openai client's retries of connection errors, 429 and 5xx (each adds delay to a spoken reply).
-    max_retries: int = 0
-    #: Default sampling temperature; None leaves it to the endpoint.
-    temperature: float | None = None
-    #: Field that carries `max_output_tokens`: "max_tokens" (every local server, OpenAI's older
-    #: models) or "max_completion_tokens" (OpenAI's reasoning models).
-    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
-    #: Ask for `usage` in the last chunk (`stream_options.include_usage`).
-    stream_usage: bool = True
-    #: Extra JSON fields merged into every request body (`{"top_p": 0.9}`, Ollama's `options`).
-    extra_body: Mapping[str, Any] = field(default_factory=dict)
-    #: Extra HTTP headers.
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-    def key(self) -> str:
-        """The API key: `api_key`, else the file's content, else a placeholder."""
-        if self.api_key:
-            return self.api_key
-        if self.api_key_file:
-            path = Path(self.api_key_file).expanduser()
-            try:
-                key = path.read_text(encoding="utf-8").strip()
-            except OSError as err:
-                raise ValueError(f"llm brain: cannot read api_key_file {str(path)!r}: {err.strerror}") from err
-            if not key:
-                raise ValueError(f"llm brain: api_key_file {str(path)!r} is empty")
-            return key
-        return _NO_KEY
 
 
 class LlmBrain:

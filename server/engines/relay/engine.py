@@ -26,14 +26,14 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from openai import AsyncOpenAI
 
 from hearth.server.audio.resample import StreamResampler
+from hearth.server.engines.relay.options import UpstreamConfig
 from hearth.server.session.interfaces import (
     ContextItem,
     EngineFailure,
@@ -53,40 +53,10 @@ UPSTREAM_RATE = 24_000
 MarkCallback = Callable[[str, float], None]
 
 
-@dataclass(frozen=True)
-class RelayConfig:
-    """Options of the relay engine (`engine.relay`)."""
-
-    #: The upstream's OpenAI-style root: "https://api.openai.com/v1" or "http://other-hearth:8000/v1".
-    base_url: str
-    model: str = "gpt-realtime"
-    api_key: str | None = field(default=None, repr=False)
-    api_key_file: str | Path | None = None
-    #: Seconds to open the upstream WebSocket.
-    connect_timeout_s: float = 10.0
-    #: Seconds from `response.create` to the upstream's `response.created`.
-    response_timeout_s: float = 15.0
-    #: Voice asked of the upstream when the session's voice is not one it knows; None = the session's.
-    voice: str | None = None
-
-    def key(self) -> str:
-        if self.api_key:
-            return self.api_key
-        if self.api_key_file:
-            path = Path(self.api_key_file).expanduser()
-            try:
-                key = path.read_text(encoding="utf-8").strip()
-            except OSError as err:
-                raise ValueError(f"relay engine: cannot read api_key_file {str(path)!r}: {err.strerror}") from err
-            if key:
-                return key
-        return "no-key"
-
-
 class RelayEngine:
     """A `SpeechEngine` whose responses come from an upstream Realtime server."""
 
-    def __init__(self, config: RelayConfig, vad_factory: Callable[[], Any] | None = None) -> None:
+    def __init__(self, config: UpstreamConfig, vad_factory: Callable[[], Any] | None = None) -> None:
         """`vad_factory` gives each session its turn detector (Silero in the composition root)."""
         self.config = config
         self._vad_factory = vad_factory
