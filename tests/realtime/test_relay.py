@@ -168,3 +168,28 @@ async def test_upstream_loss_mid_turn_is_an_error_then_a_fresh_connection(server
         await engine.close()
     assert recovered["status"] == "completed"
     assert TIME_RE.search(recovered["output"][0]["content"][0]["transcript"])
+
+
+def test_upstream_request_carries_the_context_as_heard_and_the_sessions_own_lines() -> None:
+    import numpy as np
+
+    from hearth.server.engines.relay.engine import RelaySession, upstream_item
+    from hearth.server.session.interfaces import ContextItem, EngineSessionInfo, ItemAudio, ResponseRequest
+
+    heard = ContextItem(type="message", id="a", role="assistant", text="It's sunny and", truncated=True)
+    spoken = ContextItem(type="message", id="u", role="user", audio=ItemAudio(np.ones(16_000, np.int16), 16_000))
+    assert upstream_item(heard) == {"type": "message", "role": "assistant",
+                                    "content": [{"type": "output_text", "text": "It's sunny and"}]}
+    (part,) = upstream_item(spoken)["content"]
+    assert part["type"] == "input_audio" and len(__import__("base64").b64decode(part["audio"])) == 2 * 24_000
+    assert upstream_item(ContextItem(type="message", id="e", role="user")) is None
+
+    engine = RelayEngine(UpstreamConfig(base_url="http://127.0.0.1:9/v1", voice="marin"))
+    session = RelaySession(engine, EngineSessionInfo(session_id="s"), None)
+    request = ResponseRequest(instructions="Be brief.", items=[heard], tools=[], tool_choice="auto",
+                              output_modalities=["audio"], voice="alloy", speed=1.0)
+    params = session._response_params(request, "tag1")
+    assert params["conversation"] == "none" and params["metadata"] == {"hearth_relay": "tag1"}
+    assert params["audio"]["output"] == {"format": {"type": "audio/pcm", "rate": 24_000}, "voice": "marin"}
+    said = session._response_params(ResponseRequest(**{**request.__dict__, "say": "Sorry, that failed."}), "t")
+    assert said["input"] == [] and said["instructions"].endswith("Sorry, that failed.")

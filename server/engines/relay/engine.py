@@ -210,10 +210,15 @@ class RelaySession:
 
     def _response_params(self, request: ResponseRequest, tag: str) -> dict[str, Any]:
         config = self._engine.config
+        items = [item for item in (upstream_item(i) for i in request.items) if item is not None]
+        instructions = request.instructions
+        if request.say is not None:  # the session's own line (a failed tool's apology), in the upstream's voice
+            items = []
+            instructions = f"Say exactly this, and nothing else: {request.say}"
         params: dict[str, Any] = {
             "conversation": "none",
-            "input": [item for item in (upstream_item(i) for i in request.items) if item is not None],
-            "instructions": request.instructions,
+            "input": items,
+            "instructions": instructions,
             "output_modalities": request.output_modalities,
             "tools": request.tools,
             "tool_choice": request.tool_choice,
