@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import types
 import typing
 from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin
@@ -29,6 +31,10 @@ MESSAGE_TYPES: dict[str, type["Message"]] = {}
 
 # Payloads larger than this are refused before JSON parsing (control events are tiny).
 MAX_JSON_BYTES = 64 * 1024
+#: Deepest nesting of arrays and objects a payload may have. The deepest message of this
+#: protocol is 3 levels; a limit well above that leaves room for newer peers while keeping
+#: Python's recursion (the JSON parser's, and every walk over the decoded value) far away.
+MAX_JSON_DEPTH = 32
 
 
 class Message:
@@ -95,24 +101,92 @@ def decode_message(payload: bytes | str, *, topic: str | None = None) -> Message
         raise
 
 
-def parse_json_object(payload: bytes | str, *, topic: str | None = None) -> dict[str, Any]:
-    """Decode a payload that must be one JSON object."""
+def parse_json_object(
+    payload: bytes | str,
+    *,
+    topic: str | None = None,
+    max_bytes: int = MAX_JSON_BYTES,
+    max_depth: int = MAX_JSON_DEPTH,
+) -> dict[str, Any]:
+    """Decode a payload that must be one JSON object, within a size and a nesting limit.
+
+    Every JSON decoder of the protocol goes through here. Whatever the payload, the only
+    exception is :class:`ProtocolError`: a 60 kB ``[[[[...`` would otherwise raise
+    ``RecursionError`` out of :func:`json.loads` (and kill the thread that called it), and
+    ``NaN``/``Infinity`` (or ``1e999``, which Python reads as infinity) are not JSON numbers.
+    Families with bigger messages pass their own ``max_bytes``/``max_depth``.
+    """
     if isinstance(payload, (bytes, bytearray, memoryview)):
-        if len(payload) > MAX_JSON_BYTES:
-            raise ProtocolError("JSON payload too large", topic=topic, size=len(payload))
+        if len(payload) > max_bytes:
+            raise ProtocolError("JSON payload too large", topic=topic, size=len(payload), limit=max_bytes)
         try:
             text = bytes(payload).decode("utf-8")
         except UnicodeDecodeError as err:
             raise ProtocolError("payload is not UTF-8", topic=topic, payload=_excerpt(payload)) from err
-    else:
+    elif isinstance(payload, str):
+        if len(payload) > max_bytes:
+            raise ProtocolError("JSON payload too large", topic=topic, size=len(payload), limit=max_bytes)
         text = payload
+    else:
+        raise ProtocolError(f"payload must be bytes or text, not {type(payload).__name__}", topic=topic)
+    if too_deep(text, max_depth):
+        raise ProtocolError("JSON nested too deeply", topic=topic, limit=max_depth, payload=_excerpt(payload))
     try:
-        data = json.loads(text)
-    except ValueError as err:
+        data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError) as err:  # ProtocolError is a ValueError too
+        if isinstance(err, ProtocolError):
+            if topic is not None:
+                err.context.setdefault("topic", topic)
+            raise
         raise ProtocolError(f"payload is not JSON: {err}", topic=topic, payload=_excerpt(payload)) from err
     if not isinstance(data, dict):
         raise ProtocolError("payload is not a JSON object", topic=topic, payload=_excerpt(payload))
     return data
+
+
+_STRUCTURE = re.compile(r'[\\"\[\]{}]')
+
+
+def too_deep(text: str, limit: int) -> bool:
+    """Whether arrays/objects in ``text`` nest deeper than ``limit`` (brackets in strings do not count).
+
+    Linear in the number of brackets, quotes and backslashes, and it never recurses. It
+    does not validate: the parser refuses malformed JSON afterwards.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    in_string = False
+    escaped = -1  # the index of the character the last backslash escapes
+    for match in _STRUCTURE.finditer(text):
+        char, at = match.group(), match.start()
+        if in_string:
+            if at == escaped:
+                continue
+            if char == "\\":
+                escaped = at + 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ProtocolError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ProtocolError(f"number {text[:20]!r} is out of range")
+    return value
 
 
 def _excerpt(payload: bytes | str, limit: int = 120) -> str:
@@ -201,7 +275,13 @@ def _decode_value(value: Any, annotation: Any, where: str) -> Any:
         raise ProtocolError(f"{where} must be an integer, got {type(value).__name__}")
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an integer with hundreds of digits
+                number = math.inf
+            if not math.isfinite(number):
+                raise ProtocolError(f"{where} must be a finite number")
+            return number
         raise ProtocolError(f"{where} must be a number, got {type(value).__name__}")
     if annotation is str:
         if isinstance(value, str):

@@ -16,6 +16,7 @@ from .audio import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
 from .errors import ProtocolError
 from .ids import check_session_id
 from .message import Message
+from .session import check_wake_score
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,8 @@ class BargeIn(Message):
 
     def __post_init__(self) -> None:
         check_session_id(self.session_id)
+        if self.score is not None:
+            check_wake_score(self.score)
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,33 @@ or a reply that expects no answer has finished playing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
+from .errors import ProtocolError
 from .ids import check_session_id
 from .message import Message
+
+
+def check_wake_score(score: float) -> float:
+    """A wake score is a detector's probability: a finite number from 0 to 1.
+
+    Arbitration compares scores across satellites, so one out of range (``1e308``, NaN,
+    infinity) would win, or break, every round.
+    """
+    if not isinstance(score, (int, float)) or isinstance(score, bool) or not math.isfinite(score) \
+            or not 0.0 <= score <= 1.0:
+        raise ProtocolError("wake score must be a finite number from 0 to 1", score=score)
+    return score
+
+
+def check_energy(energy: float) -> float:
+    """Wake word loudness in dBFS: finite and at most 0 (full scale)."""
+    if not isinstance(energy, (int, float)) or isinstance(energy, bool) or not math.isfinite(energy) \
+            or energy > 0.0:
+        raise ProtocolError("energy must be a finite dBFS value of at most 0", energy=energy)
+    return energy
 
 
 @dataclass(frozen=True)
@@ -28,14 +50,18 @@ class WakeCandidate(Message):
 
     session_id: str
     wake_word: str
+    #: The detector's score, 0 to 1 (anything else is refused).
     score: float
-    #: Loudness of the wake word audio in dBFS (0 is full scale, -96 silence).
+    #: Loudness of the wake word audio in dBFS (0 is full scale, -96 silence; above 0 is refused).
     energy: float | None = None
     #: Satellite wall clock (Unix seconds) when the wake word fired.
     timestamp: float | None = None
 
     def __post_init__(self) -> None:
         check_session_id(self.session_id)
+        check_wake_score(self.score)
+        if self.energy is not None:
+            check_energy(self.energy)
 
 
 @dataclass(frozen=True)

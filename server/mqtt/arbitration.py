@@ -19,6 +19,10 @@ The rules:
   one whose winner's session already ended (:meth:`Arbiter.ended`).
 * A satellite has at most one candidate in a round; a newer one replaces it.
 * ``withdraw`` removes a candidate whose satellite went away before the decision.
+* Only finite scores from 0 to 1 and finite energies of at most 0 dBFS take part: a
+  :class:`Candidate` refuses anything else (``ValueError``), so one satellite cannot win
+  every round with a score of ``1e308`` (the wire decoder already answers such a wake
+  with a protocol error).
 
 A window of 0 decides each candidate alone (no multi-room arbitration).
 """
@@ -40,6 +44,12 @@ class Candidate:
     energy: float | None
     #: When the candidate reached the server (the bridge's monotonic clock, seconds).
     arrived: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.score) and 0.0 <= self.score <= 1.0):
+            raise ValueError(f"wake score {self.score!r} is not a finite number from 0 to 1")
+        if self.energy is not None and not (math.isfinite(self.energy) and self.energy <= 0.0):
+            raise ValueError(f"energy {self.energy!r} is not a finite dBFS value of at most 0")
 
 
 @dataclass(frozen=True)
@@ -78,9 +88,8 @@ Offer = Opened | Joined | Late
 
 def rank(candidate: Candidate) -> tuple[float, float, float, str]:
     """Sort key: smaller is better (highest score, loudest, earliest, then smallest id)."""
-    energy = candidate.energy if candidate.energy is not None and math.isfinite(candidate.energy) else -math.inf
-    score = candidate.score if math.isfinite(candidate.score) else -math.inf
-    return (-score, -energy, candidate.arrived, candidate.satellite_id)
+    energy = candidate.energy if candidate.energy is not None else -math.inf
+    return (-candidate.score, -energy, candidate.arrived, candidate.satellite_id)
 
 
 def pick_winner(candidates: list[Candidate] | tuple[Candidate, ...]) -> Decision:

@@ -24,10 +24,21 @@ def test_a_tie_goes_to_the_louder_wake_word() -> None:
     assert decision.winner.satellite_id == "kitchen"
 
 
-def test_missing_or_bad_energy_counts_as_quietest() -> None:
+def test_missing_energy_counts_as_quietest() -> None:
     assert pick_winner([cand("hall", 0.9, None), cand("kitchen", 0.9, -60.0)]).winner.satellite_id == "kitchen"
-    assert pick_winner([cand("hall", 0.9, math.nan), cand("kitchen", 0.9, -60.0)]).winner.satellite_id == "kitchen"
-    assert pick_winner([cand("hall", math.nan, 0.0), cand("kitchen", 0.1)]).winner.satellite_id == "kitchen"
+
+
+@pytest.mark.parametrize("score", [1e308, math.inf, -math.inf, math.nan, 1.0001, -0.1])
+def test_a_score_outside_0_to_1_never_takes_part(score: float) -> None:
+    with pytest.raises(ValueError, match="wake score"):
+        cand("cheat", score)
+
+
+@pytest.mark.parametrize("energy", [1e308, math.inf, -math.inf, math.nan, 0.5])
+def test_an_energy_that_is_not_finite_dbfs_never_takes_part(energy: float) -> None:
+    with pytest.raises(ValueError, match="energy"):
+        cand("cheat", 0.9, energy)
+    assert cand("quiet", 0.9, -1e300).energy == -1e300  # merely very quiet is fine
 
 
 def test_full_tie_goes_to_the_earlier_then_to_the_smaller_id() -> None:
