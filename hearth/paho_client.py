@@ -4,19 +4,42 @@ The satellite and the house server drive paho differently (a polling loop on the
 satellite, hand-off to asyncio on the server), but connect the same way: MQTT 5 or
 3.1.1, credentials, TLS, a retained last will, reconnect backoff, and TCP_NODELAY on
 the socket (Nagle cost 44 ms per QoS 1 round trip with the embedded broker).
+
+paho 2 re-raises whatever a callback raises inside its network thread, which ends that
+thread for good: no more messages, no reconnects. Both ends wrap every callback in
+:func:`guarded`, and the clients made here also set ``suppress_exceptions``.
 Unlike `hearth.wire`, this module needs paho-mqtt, which both extras install.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import paho.mqtt.client as paho
 
 _LOGGER = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def guarded(callback: F) -> F:
+    """Wrap a paho callback so that nothing it raises reaches paho's network thread."""
+
+    @functools.wraps(callback)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - the network thread must survive any message
+            _LOGGER.exception("MQTT callback %s failed; carrying on", getattr(callback, "__name__", callback))
+            return None
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -62,7 +85,8 @@ def make_client(settings: PahoSettings) -> paho.Client:
         min_delay=settings.reconnect_min_s,  # type: ignore[arg-type]  # floats work
         max_delay=settings.reconnect_max_s,  # type: ignore[arg-type]
     )
-    client.on_socket_open = lambda _client, _userdata, sock: set_nodelay(sock)
+    client.on_socket_open = guarded(lambda _client, _userdata, sock: set_nodelay(sock))
+    client.suppress_exceptions = True  # a second guard: paho logs instead of re-raising
     return client
 
 

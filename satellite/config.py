@@ -105,7 +105,7 @@ class TlsSection:
 @dataclass(frozen=True)
 class MqttSection:
     url: str | None = option(None, "Broker URL `mqtt://[user[:password]@]host[:port]` (`mqtts://` for TLS). Unset: find the house server with zeroconf.", vol.Any(None, _mqtt_url))
-    username: str | None = option(None, "Username (overrides the one in `url`). By convention the satellite id.", vol.Any(None, str))
+    username: str | None = option(None, "Username (overrides the one in `url`). Unset with a password set: the satellite id, which is what the embedded broker and the shipped Mosquitto ACL expect.", vol.Any(None, str))
     password: str | None = option(None, "Password (overrides the one in `url`).", vol.Any(None, str))
     password_file: str | None = option(None, "Read the password from this file (first line), to keep it out of the config.", vol.Any(None, str))
     client_id: str | None = option(None, "MQTT client id. Default `hearth-satellite-<id>`.", vol.Any(None, str))

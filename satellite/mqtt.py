@@ -13,6 +13,11 @@
 * TCP_NODELAY on the socket: without it every QoS 1 round trip can wait for
   Nagle's algorithm (44 ms per round trip measured with the embedded broker).
 
+* No exception ever escapes into paho's network thread: paho 2 re-raises what a
+  callback raises, and that ends the thread for good (no more messages, no
+  reconnects). Every callback is wrapped (:func:`hearth.paho_client.guarded`), and a watchdog in
+  :meth:`MqttLink.poll` starts a fresh client if the thread died anyway.
+
 Incoming messages are decoded here (with :mod:`hearth.wire`) and handed to the
 satellite's main loop through a queue as :class:`LinkEvent` objects; nothing
 here touches satellite state.
@@ -30,7 +35,7 @@ from typing import Union
 
 import paho.mqtt.client as paho
 
-from hearth.paho_client import PahoSettings, make_client, set_nodelay
+from hearth.paho_client import PahoSettings, guarded, make_client, set_nodelay
 
 from hearth.wire import (
     AudioFrame,
@@ -55,7 +60,8 @@ _LOGGER = logging.getLogger(__name__)
 _UNSUPPORTED_PROTOCOL = {0x84, 1}
 #: Seconds to wait for a CONNACK to an MQTT 5 CONNECT before trying MQTT 3.1.1.
 CONNACK_TIMEOUT = 3.0
-
+#: How often the watchdog checks that paho's network thread is alive.
+WATCHDOG_INTERVAL = 1.0
 
 @dataclass(frozen=True)
 class LinkUp:
@@ -111,6 +117,9 @@ class MqttLink:
         self._socket_opened_at: float | None = None
         self._connack_seen = False
         self._stopping = False
+        self._next_watchdog = 0.0
+        #: Times the watchdog found paho's network thread dead and started a new client.
+        self.restarts = 0
         self._status_topic = topics.satellite_status(satellite_id)
         self._event_topic = topics.satellite_event(satellite_id)
         self._audio_topic = topics.satellite_audio(satellite_id)
@@ -144,7 +153,11 @@ class MqttLink:
         return False
 
     def poll(self) -> None:
-        """Called often from the main loop: performs a pending MQTT 5 → 3.1.1 fallback."""
+        """Called often from the main loop: the watchdog and a pending MQTT 5 → 3.1.1 fallback."""
+        now = time.monotonic()
+        if now >= self._next_watchdog:
+            self._next_watchdog = now + WATCHDOG_INTERVAL
+            self._watchdog()
         opened = self._socket_opened_at
         if opened is not None and not self._connack_seen and time.monotonic() - opened > CONNACK_TIMEOUT:
             # The broker took the TCP connection but never answered the MQTT 5 CONNECT.
@@ -156,6 +169,29 @@ class MqttLink:
             self._shutdown_client()
             self._protocol = paho.MQTTv311
             self.start()
+
+    def network_thread_alive(self) -> bool:
+        """Whether paho's network thread runs (paho has no public accessor for it)."""
+        client = self._client
+        thread = getattr(client, "_thread", None) if client is not None else None
+        return thread is not None and thread.is_alive()
+
+    def _watchdog(self) -> None:
+        if self._stopping or self._client is None or self.network_thread_alive():
+            return
+        _LOGGER.error("The MQTT network thread has died; starting a new connection")
+        self.restarts += 1
+        was_connected = self._connected.is_set()
+        client, self._client = self._client, None
+        self._connected.clear()
+        try:
+            client.disconnect()
+            client.loop_stop()
+        except Exception:  # noqa: BLE001 - it is broken already
+            _LOGGER.debug("closing the dead client failed", exc_info=True)
+        if was_connected:
+            self.inbox.put(LinkDown("network thread died"))
+        self.start()
 
     def stop(self, final_status: SatelliteStatus | None = None) -> None:
         """Publish ``final_status`` (normally offline), then disconnect cleanly."""
@@ -186,13 +222,16 @@ class MqttLink:
         if self.config.password_file:
             password = Path(self.config.password_file).read_text(encoding="utf-8").splitlines()[0].strip()
         tls = self.config.tls
+        username = self.config.username or self.url.username
+        if username is None and password:
+            username = self.satellite_id  # the convention of every Hearth broker (ACLs key on it)
         client = make_client(PahoSettings(
             client_id=self.config.client_id or f"hearth-satellite-{self.satellite_id}",
             protocol=self._protocol,
             will_topic=self._status_topic,
             will_payload=SatelliteStatus.offline(self.satellite_id).to_json(),
             will_qos=QOS_CONTROL,
-            username=self.config.username or self.url.username,
+            username=username,
             password=password,
             tls=self.url.tls,
             ca_file=tls.ca_file,
@@ -202,11 +241,11 @@ class MqttLink:
             reconnect_min_s=self.config.reconnect_min,
             reconnect_max_s=self.config.reconnect_max,
         ))
-        client.on_socket_open = self._on_socket_open
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_publish = self._on_publish
+        client.on_socket_open = guarded(self._on_socket_open)
+        client.on_connect = guarded(self._on_connect)
+        client.on_disconnect = guarded(self._on_disconnect)
+        client.on_message = guarded(self._on_message)
+        client.on_publish = guarded(self._on_publish)
         return client
 
     # -- publishing --------------------------------------------------------------

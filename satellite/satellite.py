@@ -266,7 +266,10 @@ class Satellite:
                 item = self.inbox.get_nowait()
             except queue.Empty:
                 return
-            self._handle(item)
+            try:
+                self._handle(item)
+            except Exception:  # noqa: BLE001 - no message may stop the satellite
+                _LOGGER.exception("Handling %s failed; carrying on", type(item).__name__)
 
     def _handle(self, item: object) -> None:
         if isinstance(item, CommandReceived):

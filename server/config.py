@@ -33,6 +33,7 @@ from .discovery_options import DiscoveryConfig
 from .engines.cascade.options import CascadeConfig
 from .engines.relay.options import RelayConfig
 from .mqtt.options import EmbeddedBrokerConfig, MqttConfig, MqttTlsConfig, SatelliteSettings
+from .mqtt.options import account_errors as mqtt_account_errors
 from .options import (
     REQUIRED,
     Maybe,
@@ -358,12 +359,7 @@ def _check(config: ServerConfig, path: Path | None) -> None:
         if sat.voice is not None and sat.voice not in VOICES and sat.voice not in own_voices:
             errors.append((f"mqtt.satellites.{sat_id}.voice", f"unknown voice {sat.voice!r}: use one of "
                            f"{', '.join(VOICES)} or a name defined in engine.tts.voices"))
-    broker = config.mqtt.broker
-    if config.mqtt.embedded and not is_loopback(broker.host) and (broker.username is None or broker.password is None):
-        errors.append(("mqtt.broker.username", f"the embedded broker listens on {broker.host}, which other machines "
-                       "can reach, but has no account: set mqtt.broker.username and mqtt.broker.password"))
-    if config.mqtt.embedded and (broker.username is None) != (broker.password is None):
-        errors.append(("mqtt.broker.password", "set both mqtt.broker.username and mqtt.broker.password, or neither"))
+    errors.extend(mqtt_account_errors(config.mqtt))
     srv = config.server
     if not is_loopback(srv.host) and srv.api_key is None and not srv.allow_unauthenticated:
         errors.append(("server.api_key", f"the server listens on {srv.host}, which other machines can reach, "

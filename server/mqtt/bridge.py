@@ -195,15 +195,14 @@ class MqttBridge:
 
     def _on_audio(self, satellite_id: str, frame: AudioFrame) -> None:
         sid = frame.session_id
+        self._check_owner(satellite_id, sid)
         conversation = self.conversations.get(sid)
         if conversation is not None:
-            if conversation.satellite_id != satellite_id:
-                raise ProtocolError("audio for another satellite's session", session_id=sid)
             conversation.feed(frame)
             return
         pending = self._pending.get(sid)
         if pending is not None:
-            if pending.satellite_id == satellite_id and len(pending.frames) < MAX_PENDING_FRAMES:
+            if len(pending.frames) < MAX_PENDING_FRAMES:
                 pending.frames.append(frame)
             return
         if sid in self._recent:
@@ -214,6 +213,10 @@ class MqttBridge:
                      limit=False)
 
     def _on_event(self, satellite_id: str, event: SatelliteEvent) -> None:
+        # Who sent it comes from the topic (with broker ACLs, the account); a session id
+        # alone proves nothing. Check before anything acts on a session.
+        if event.session_id is not None:
+            self._check_owner(satellite_id, event.session_id)
         match event:
             case WakeCandidate():
                 self._on_wake(satellite_id, event)
@@ -241,13 +244,21 @@ class MqttBridge:
             case _:
                 assert_never(event)
 
+    def _check_owner(self, satellite_id: str, session_id: str) -> None:
+        """Refuse an event or frame that names a session (live or under arbitration) of another satellite."""
+        conversation = self.conversations.get(session_id)
+        owner = conversation.satellite_id if conversation is not None else None
+        if owner is None and (pending := self._pending.get(session_id)) is not None:
+            owner = pending.satellite_id
+        if owner is not None and owner != satellite_id:
+            raise ProtocolError("message for another satellite's session", session_id=session_id)
+
     def _conversation(self, satellite_id: str, session_id: str) -> SatelliteConversation | None:
         conversation = self.conversations.get(session_id)
         if conversation is None:
             _LOGGER.debug("%s: event for session %s, which is not live", satellite_id, session_id)
             return None
-        if conversation.satellite_id != satellite_id:
-            raise ProtocolError("event for another satellite's session", session_id=session_id)
+        self._check_owner(satellite_id, session_id)
         return conversation
 
     def _on_status(self, satellite_id: str, status: SatelliteStatus) -> None:

@@ -42,7 +42,7 @@ from typing import ClassVar
 import paho.mqtt.client as paho
 from aiohttp import web
 
-from hearth.paho_client import PahoSettings, make_client
+from hearth.paho_client import PahoSettings, guarded, make_client
 from hearth.wire import MqttUrl, ServerStatus, topics
 from hearth.wire.topics import QOS_CONTROL
 
@@ -185,9 +185,10 @@ class MqttClient:
         # Generous queues: audio frames are QoS 0 and never wait for acks, and a burst
         # of control events must not be refused while a slow broker acks.
         client.max_inflight_messages_set(100)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
+        # Nothing a callback raises may reach paho's thread: it would end it for good.
+        client.on_connect = guarded(self._on_connect)
+        client.on_disconnect = guarded(self._on_disconnect)
+        client.on_message = guarded(self._on_message)
         return client
 
     # ------------------------------------------------------------------ publishing

@@ -65,10 +65,12 @@ class MqttTlsConfig:
 
 @dataclass(frozen=True)
 class EmbeddedBrokerConfig:
-    host: str = option("127.0.0.1", "embedded broker bind address; non-loopback needs username and password", non_empty)
-    port: int = option(1883, "embedded broker TCP port", integer(1, 65535), unit="TCP port")
-    username: str | None = option(None, "the one account of the embedded broker; null = anonymous (loopback only)",
-                                  Maybe(non_empty))
+    host: str = option("127.0.0.1", "embedded broker bind address (0.0.0.0 for the house); no client is ever "
+                       "anonymous", non_empty)
+    port: int = option(1883, "embedded broker TCP port; taken by a broker that lets the server in: that one is used",
+                       integer(1, 65535), unit="TCP port")
+    username: str | None = option(None, "one more account on the embedded broker (e.g. homeassistant), with the "
+                                  "ACL's rights for that name; null = none", Maybe(non_empty))
     password: str | None = option(None, "password of that account", Maybe(non_empty), secret=True)
 
 
@@ -79,6 +81,9 @@ class SatelliteSettings:
     voice: str | None = option(None, "output voice; null = session.voice", Maybe(non_empty))
     instructions: str | None = option(None, "system prompt; null = session.instructions", Maybe(string))
     language: str | None = option(None, "ISO-639-1 code of the speech; null = engine.stt.language", Maybe(non_empty))
+    #: Its account on the embedded broker (username = the satellite id); None = no account.
+    password: str | None = option(None, "its password on the embedded broker (username = the satellite id); "
+                                  "null = it cannot log in there", Maybe(non_empty), secret=True)
 
 
 @dataclass(frozen=True)
@@ -107,9 +112,27 @@ class MqttConfig:
     ack_timeout_s: float = option(10.0, "wait for playback-finished after the reply has played", number(0.5),
                                   unit="seconds")
     satellites: Mapping[str, SatelliteSettings] = option(
-        {}, "satellite id -> {voice, instructions, language}", mapping_of(node_id, schema_of(SatelliteSettings)))
+        {}, "satellite id -> {voice, instructions, language, password}",
+        mapping_of(node_id, schema_of(SatelliteSettings)))
 
     @property
     def embedded(self) -> bool:
         """True when the server runs its own broker (no `url` configured)."""
         return self.enabled and self.url is None
+
+
+def account_errors(mqtt: MqttConfig) -> list[tuple[str, str]]:
+    """Embedded-broker accounts that would get more than their own rights, or half an account."""
+    from .acl import SERVER_USER, SERVICE_USERS
+
+    errors = []
+    broker = mqtt.broker
+    if mqtt.embedded and (broker.username is None) != (broker.password is None):
+        errors.append(("mqtt.broker.password", "set both mqtt.broker.username and mqtt.broker.password, or neither"))
+    if broker.username == SERVER_USER:
+        errors.append(("mqtt.broker.username", f"{SERVER_USER!r} is the server's own account; pick another name"))
+    for sat_id, sat in mqtt.satellites.items():
+        if sat.password is not None and sat_id in SERVICE_USERS:
+            errors.append((f"mqtt.satellites.{sat_id}.password", f"{sat_id!r} is a service account name with "
+                           "rights over every satellite; give this satellite another id"))
+    return errors

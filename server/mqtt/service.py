@@ -29,7 +29,11 @@ CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
 
 
 def broker_url(config: MqttConfig) -> MqttUrl:
-    """Where the bridge connects: the configured broker, or the embedded one."""
+    """Where satellites find the broker: the configured one, or the embedded one.
+
+    For the embedded broker this carries no credentials: every client has its own account
+    (:mod:`.broker`), and the server's comes from :attr:`EmbeddedBroker.client_url`.
+    """
     if config.url is not None:
         url = MqttUrl.parse(config.url)
         username = config.username if config.username is not None else url.username
@@ -37,13 +41,19 @@ def broker_url(config: MqttConfig) -> MqttUrl:
         return MqttUrl(url.host, url.port, username, password, url.tls)
     broker = config.broker
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(broker.host, broker.host)
-    return MqttUrl(host, broker.port, broker.username, broker.password)
+    return MqttUrl(host, broker.port)
+
+
+def embedded_broker(config: MqttConfig) -> EmbeddedBroker:
+    """The embedded broker with an account for each satellite that has a password."""
+    passwords = {sat_id: sat.password for sat_id, sat in config.satellites.items() if sat.password is not None}
+    return EmbeddedBroker(config.broker, passwords, adopt_credentials=(config.username, config.password))
 
 
 def broker_context() -> CleanupCtx:
-    async def embedded_broker(app: web.Application) -> AsyncIterator[None]:
+    async def embedded_broker_ctx(app: web.Application) -> AsyncIterator[None]:
         config: ServerConfig = app[ServerContext.KEY].config
-        broker = EmbeddedBroker(config.mqtt.broker)
+        broker = embedded_broker(config.mqtt)
         await broker.start()
         app[EmbeddedBroker.KEY] = broker
         try:
@@ -51,19 +61,21 @@ def broker_context() -> CleanupCtx:
         finally:
             await broker.stop()
 
-    return embedded_broker
+    return embedded_broker_ctx
 
 
 def bridge_context(version: str | None) -> CleanupCtx:
     async def mqtt_bridge(app: web.Application) -> AsyncIterator[None]:
         ctx = app[ServerContext.KEY]
         mqtt = ctx.config.mqtt
-        url = broker_url(mqtt)
+        broker = app.get(EmbeddedBroker.KEY)
+        url = broker.client_url if broker is not None else broker_url(mqtt)
+        ours = broker is not None and broker.adopted is None
         settings = ClientSettings(
             url=url,
             server_id=mqtt.server_id,
             client_id=mqtt.client_id or f"hearth-server-{mqtt.server_id}",
-            protocol="3.1.1" if mqtt.embedded else mqtt.protocol,  # amqtt speaks 3.1.1 only
+            protocol="3.1.1" if ours else mqtt.protocol,  # amqtt speaks 3.1.1 only
             keepalive_s=mqtt.keepalive_s,
             reconnect_min_s=mqtt.reconnect_min_s,
             reconnect_max_s=mqtt.reconnect_max_s,

@@ -46,6 +46,21 @@ from conftest_mqtt import MosquittoBroker, find_mosquitto, mosquitto  # noqa: E4
 FRAME_MS = 20
 FRAME_SAMPLES = 16 * FRAME_MS
 
+#: Satellites the test servers give an account on their embedded broker (id -> password).
+SATELLITE_PASSWORDS = {sat: f"{sat}-secret" for sat in ("kitchen", "hall", "bedroom", "attic", "porch", "office")}
+
+
+def satellite_accounts() -> dict[str, dict[str, str]]:
+    """`mqtt.satellites` entries with the test passwords."""
+    return {sat: {"password": password} for sat, password in SATELLITE_PASSWORDS.items()}
+
+
+def server_credentials(server: RunningServer) -> tuple[str, str]:
+    """The server's own account on its embedded broker (a test's privilege, to watch everything)."""
+    from hearth.server.mqtt.broker import EmbeddedBroker
+
+    return server.app[EmbeddedBroker.KEY].server_account
+
 
 def tone(ms: int, amplitude: float = 0.3, freq: float = 440.0) -> np.ndarray:
     """16 kHz int16: loud enough for the scripted engine's energy VAD."""
@@ -79,6 +94,8 @@ class WireSatellite:
         self._changed = threading.Condition()
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"test-{satellite_id}",
                                   protocol=protocol)
+        if username is None and satellite_id in SATELLITE_PASSWORDS:
+            username, password = satellite_id, SATELLITE_PASSWORDS[satellite_id]
         if username:
             self.client.username_pw_set(username, password)
         self.client.will_set(topics.satellite_status(satellite_id), SatelliteStatus.offline(satellite_id).to_json(),
@@ -207,8 +224,12 @@ class ScriptedServer:
 
 def start_scripted_server(tmp: Path, engine: ScriptedEngine, mqtt: dict[str, Any] | None = None):  # noqa: ANN201
     port = free_port()
+    mqtt = dict(mqtt or {})
+    satellites = satellite_accounts()
+    for sat, extra in mqtt.pop("satellites", {}).items():
+        satellites[sat] = {**satellites.get(sat, {}), **extra}
     settings = {"mqtt": {"broker": {"port": port}, "arbitration_window_ms": 100, "stream_timeout_s": 1.0,
-                         "ack_timeout_s": 2.0, **(mqtt or {})},
+                         "ack_timeout_s": 2.0, "satellites": satellites, **mqtt},
                 "session": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 200,
                                                "prefix_padding_ms": 100}}}
     config = make_config(tmp, settings)

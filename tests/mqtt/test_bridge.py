@@ -39,6 +39,8 @@ from hearth.wire import (
     topics,
 )
 
+from tests.server_harness import make_config, run_server
+
 from .conftest import MosquittoBroker, ScriptedServer, WireSatellite, scripted_reply, silence, start_scripted_server, tone
 
 UTTERANCE = np.concatenate([tone(600), silence(400)])
@@ -339,7 +341,6 @@ def test_per_satellite_voice_and_instructions_reach_the_engine(tmp_path: Path) -
 
 def test_a_taken_broker_port_stops_the_server_with_a_clear_message(tmp_path: Path) -> None:
     from hearth.server.app import StartupError
-    from tests.server_harness import make_config, run_server
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -349,3 +350,106 @@ def test_a_taken_broker_port_stops_the_server_with_a_clear_message(tmp_path: Pat
         with pytest.raises(StartupError, match=rf"cannot listen on 127.0.0.1:{port}.*set mqtt.url"):
             with run_server(config, engine_factory=lambda _c, _e: ScriptedEngine()):
                 pass
+
+
+# ----------------------------------------------------------------------------- hostile satellites
+
+
+def test_an_event_naming_another_satellites_session_never_acts_on_it(tmp_path: Path) -> None:
+    """The sender is the topic's satellite: a session id alone proves nothing (checked for every event)."""
+    engine = ScriptedEngine(reply=scripted_reply("Done."), transcript="turn on the light")
+    context, port = start_scripted_server(tmp_path, engine, {"arbitration_window_ms": 1500})
+    with context as server:
+        scripted = ScriptedServer(server, engine, port)
+        porch, kitchen = scripted.satellite("porch"), scripted.satellite("kitchen")
+        sid = porch.wake()  # under arbitration for 1.5 s
+        porch.stream(sid, UTTERANCE[: 16 * 200])
+        time.sleep(0.1)
+        for event in (ErrorEvent(ErrorCode.TIMEOUT, "not mine", session_id=sid), AudioStop(sid, reason="cancelled"),
+                      BargeIn(sid), PlaybackFinished(sid, interrupted=True)):
+            kitchen.event(event)
+        kitchen.stream(sid, tone(100))  # and audio into it
+        refusal = kitchen.wait_for(ErrorEvent)
+        assert refusal.code == ErrorCode.PROTOCOL and "another satellite's session" in refusal.message
+        assert porch.wait_for(SessionAccepted, timeout=5).session_id == sid  # its wake was not withdrawn
+        porch.stream(sid, UTTERANCE[16 * 200 :])
+        porch.wait_for(ReplyEnd)
+        # The live session: the same events from kitchen change nothing either.
+        time.sleep(1.1)  # past the error rate limit
+        for event in (ErrorEvent(ErrorCode.TIMEOUT, "not mine", session_id=sid), AudioStop(sid, reason="cancelled"),
+                      BargeIn(sid), PlaybackFinished(sid, interrupted=True)):
+            kitchen.event(event)
+        kitchen.wait_for(ErrorEvent, count=2)
+        assert scripted.live_sessions() == 1 and not scripted.call(lambda: list(scripted.bridge().closed_log))
+        assert not porch.commands(StopPlayback) and not porch.commands(SessionEnd)
+        finish(porch, sid, scripted, 1)
+        assert scripted.wait_closed(1)[0] == ("porch", sid, "done")
+        porch.close()
+        kitchen.close()
+
+
+@pytest.mark.parametrize("score", [b"1e308", b"NaN", b"Infinity", b"1.5", b"-1"])
+def test_a_wake_score_outside_0_to_1_is_refused_and_never_wins(scripted_server: ScriptedServer, score: bytes) -> None:
+    cheat, honest = scripted_server.satellite("kitchen"), scripted_server.satellite("hall")
+    cheat_sid = new_session_id()
+    cheat.raw_event(b'{"type":"wake","session_id":"' + cheat_sid.encode() + b'","wake_word":"hey_jarvis","score":'
+                    + score + b',"energy":-10}')
+    sid = honest.wake(score=0.5)
+    refusal = cheat.wait_for(ErrorEvent)
+    assert refusal.code == ErrorCode.PROTOCOL and ("wake score" in refusal.message or "JSON number" in refusal.message)
+    assert honest.wait_for(SessionAccepted).session_id == sid
+    assert not cheat.commands(SessionAccepted) and not cheat.commands(StandDown)
+    honest.stream(sid, UTTERANCE)
+    honest.wait_for(ReplyEnd)
+    finish(honest, sid, scripted_server, 1)
+    cheat.close()
+    honest.close()
+
+
+# ----------------------------------------------------------------------------- a broker already on the port
+
+
+def test_a_broker_already_on_the_port_is_used(tmp_path: Path, mosquitto: MosquittoBroker,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    from hearth.server.mqtt.broker import EmbeddedBroker
+
+    caplog.set_level("WARNING", logger="hearth.server.mqtt.broker")
+    engine = ScriptedEngine(reply=scripted_reply("The kitchen light is on."), transcript="turn on the light")
+    # Nothing configured but the port, on which Mosquitto already runs (as in a Home Assistant home).
+    config = make_config(tmp_path, {"mqtt": {"broker": {"port": mosquitto.port}, "ack_timeout_s": 2.0},
+                                    "session": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 200}}})
+    assert config.mqtt.embedded
+    with run_server(config, engine_factory=lambda _c, _e: engine) as server:
+        broker = server.app[EmbeddedBroker.KEY]
+        assert broker.adopted is not None and broker.adopted.port == mosquitto.port
+        client = server.app[MqttClient.KEY]
+        assert client.connected and client.protocol_name == "5"  # Mosquitto speaks MQTT 5; amqtt would not
+        assert "already answers there: using that broker" in caplog.text
+        sat = WireSatellite("kitchen", mosquitto.host, mosquitto.port, protocol=paho.MQTTv5)
+        sid = sat.wake()
+        sat.wait_for(SessionAccepted)
+        sat.stream(sid, UTTERANCE)
+        assert sat.wait_for(ReplyEnd).text == "The kitchen light is on."
+        sat.event(PlaybackFinished(sid, played_ms=300))
+        assert sat.wait_for(SessionEnd).reason == "done"
+        sat.close()
+
+
+def test_a_broker_on_the_port_that_refuses_the_server_stops_it_with_a_clear_message(tmp_path: Path) -> None:
+    from hearth.server.app import StartupError
+
+    from .conftest import find_mosquitto
+
+    binary = find_mosquitto()
+    if binary is None:
+        pytest.skip("mosquitto binary not found: apt-get install mosquitto")
+    broker = MosquittoBroker(binary, tmp_path / "mosquitto", extra_config="allow_anonymous false")
+    broker.start()
+    try:
+        config = make_config(tmp_path, {"mqtt": {"broker": {"port": broker.port}}})
+        with pytest.raises(StartupError, match=rf"cannot listen on 127.0.0.1:{broker.port}.*refused the server "
+                                               r"\(Not authorized\).*set mqtt.url"):
+            with run_server(config, engine_factory=lambda _c, _e: ScriptedEngine()):
+                pass
+    finally:
+        broker.stop()

@@ -44,14 +44,27 @@ def test_defaults_run_an_embedded_loopback_broker() -> None:
     assert advertised_broker(config) == MqttUrl("", 1883)
 
 
-def test_an_embedded_broker_on_the_network_needs_an_account(tmp_path: Path) -> None:
-    message = error_of(tmp_path, "mqtt: {broker: {host: 0.0.0.0}}")
-    assert "mqtt.broker.username" in message and "0.0.0.0" in message
-    assert "set both" in error_of(tmp_path, "mqtt: {broker: {username: hearth}}")
-    config = load(tmp_path, "mqtt: {broker: {host: 0.0.0.0, username: hearth, password: pw}}")
-    assert broker_url(config.mqtt) == MqttUrl("127.0.0.1", 1883, "hearth", "pw")
+def test_embedded_broker_accounts(tmp_path: Path) -> None:
+    from hearth.server.mqtt.service import embedded_broker
+
+    assert "set both" in error_of(tmp_path, "mqtt: {broker: {username: homeassistant}}")
+    assert "the server's own account" in error_of(tmp_path, "mqtt: {broker: {username: hearth-server, password: x}}")
+    assert "service account name" in error_of(tmp_path, "mqtt: {satellites: {homeassistant: {password: x}}}")
+    # On the network no extra rule: no client is ever anonymous.
+    config = load(tmp_path, """
+mqtt:
+  broker: {host: 0.0.0.0, username: homeassistant, password: ha-pw}
+  satellites:
+    kitchen: {password: k-pw, voice: echo}
+    hall: {voice: alloy}
+""")
+    assert broker_url(config.mqtt) == MqttUrl("127.0.0.1", 1883)  # what satellites use; no credentials
     assert "pw" not in repr(config.mqtt)
     assert not loopback_only(config)  # the broker is reachable: advertise on the network
+    broker = embedded_broker(config.mqtt)
+    accounts = broker.accounts()
+    assert accounts.pop("hearth-server") == broker.server_account[1]
+    assert accounts == {"kitchen": "k-pw", "homeassistant": "ha-pw"}  # hall has no password: no account
 
 
 def test_an_external_broker_needs_no_account_rule(tmp_path: Path) -> None:

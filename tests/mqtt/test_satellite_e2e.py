@@ -34,6 +34,7 @@ from hearth.server.context import ServerContext
 from hearth.server.mqtt.bridge import MqttBridge
 from hearth.server.mqtt.client import MqttClient
 from hearth.wire import (
+    ErrorEvent,
     Message,
     PlaybackFinished,
     ReplyEnd,
@@ -49,7 +50,7 @@ from hearth.wire import (
 from tests.satellite.conftest import Speech, write_wav
 from tests.server_harness import RunningServer, free_port, make_config, run_server
 
-from .conftest import MosquittoBroker, find_mosquitto
+from .conftest import SATELLITE_PASSWORDS, MosquittoBroker, find_mosquitto, satellite_accounts, server_credentials
 
 pytestmark = pytest.mark.slow
 
@@ -69,10 +70,13 @@ class Seen:
 class Observer:
     """Watches every satellite's commands and events on the broker (what a sniffer would see)."""
 
-    def __init__(self, host: str, port: int, protocol: int = paho.MQTTv311) -> None:
+    def __init__(self, host: str, port: int, protocol: int = paho.MQTTv311,
+                 credentials: tuple[str, str] | None = None) -> None:
         self.log: list[Seen] = []
         self.cond = threading.Condition()
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"observer-{port}", protocol=protocol)
+        if credentials is not None:
+            self.client.username_pw_set(*credentials)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe([
             (topics.all_satellites(topics.SatelliteChannel.COMMAND), 1),
             (topics.all_satellites(topics.SatelliteChannel.EVENT), 1),
@@ -123,8 +127,9 @@ class Observer:
 
 def satellite_args(tmp: Path, satellite_id: str, url: str, *extra: str) -> list[str]:
     config = tmp / f"{satellite_id}.yaml"
+    # Only a password: the username defaults to the satellite id, as on a real satellite.
     config.write_text(
-        "mqtt: {reconnect_min: 0.2, reconnect_max: 1.0, keepalive: 5}\n"
+        f"mqtt: {{reconnect_min: 0.2, reconnect_max: 1.0, keepalive: 5, password: {SATELLITE_PASSWORDS[satellite_id]}}}\n"
         "session: {error_hold: 0.2, accept_timeout: 5, reply_timeout: 30}\n"
         "vad: {no_speech_timeout: 3}\n")
     return ["--config", str(config), "--id", satellite_id, "--mqtt-url", url, "--log-level", "info", *extra]
@@ -242,7 +247,8 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Running
     port = free_port()
     config = make_config(tmp_path_factory.mktemp("embedded"), {
         "engine": {"brain": BRAIN},
-        "mqtt": {"broker": {"port": port}, "stream_timeout_s": 3.0, "reconnect_min_s": 0.2}})
+        "mqtt": {"broker": {"port": port}, "stream_timeout_s": 3.0, "reconnect_min_s": 0.2,
+                 "satellites": satellite_accounts()}})
     with run_server(config) as server:
         yield server, f"mqtt://127.0.0.1:{port}"
 
@@ -255,7 +261,7 @@ def test_a_satellite_process_wakes_streams_and_plays_the_answer(
     server, url = embedded
     wav = write_wav(tmp_path / "request.wav", request_pcm)
     out = tmp_path / "reply.wav"
-    observer = Observer("127.0.0.1", int(url.rsplit(":", 1)[1]))
+    observer = Observer("127.0.0.1", int(url.rsplit(":", 1)[1]), credentials=server_credentials(server))
     closed_before = len(bridge_state(server)[2])
     try:
         result = subprocess.run(
@@ -282,7 +288,7 @@ def test_a_satellite_process_wakes_streams_and_plays_the_answer(
 def test_two_satellites_woken_together_one_answers(
         embedded: tuple[RunningServer, str], request_pcm: np.ndarray, tmp_path: Path) -> None:
     server, url = embedded
-    observer = Observer("127.0.0.1", int(url.rsplit(":", 1)[1]))
+    observer = Observer("127.0.0.1", int(url.rsplit(":", 1)[1]), credentials=server_credentials(server))
     near = ThreadedSatellite(tmp_path, "kitchen", url)
     far = ThreadedSatellite(tmp_path, "hall", url)
     try:
@@ -314,7 +320,7 @@ def test_two_satellites_woken_together_one_answers(
 def test_a_satellite_killed_mid_stream_is_cleaned_up_and_the_next_one_served(
         embedded: tuple[RunningServer, str], request_pcm: np.ndarray, speech: Speech, tmp_path: Path) -> None:
     server, url = embedded
-    observer = Observer("127.0.0.1", int(url.rsplit(":", 1)[1]))
+    observer = Observer("127.0.0.1", int(url.rsplit(":", 1)[1]), credentials=server_credentials(server))
     long_request = np.concatenate([request_pcm[: -16000], speech.clip("and the porch light and the hall light, "
                                                                       "and then tell me the time please."), speech.silence(2)])
     wav = write_wav(tmp_path / "long.wav", long_request)
@@ -396,3 +402,52 @@ def test_mosquitto_restarted_while_idle_both_sides_recover(
         broker.stop()
         if os.environ.get("HEARTH_TEST_KEEP_LOGS"):
             print(broker.log())
+
+
+def test_a_satellite_survives_poisoned_retained_server_statuses_and_still_answers(
+        request_pcm: np.ndarray, tmp_path: Path) -> None:
+    """One 60 kB nested message used to kill the satellite's network thread for good.
+
+    On a broker without ACLs (anonymous Mosquitto) anyone can leave a retained "server status"
+    that every satellite receives on connect. The real satellite must shrug off each one
+    (deeply nested, huge, wrong types, out-of-range numbers, not UTF-8), report it, and still
+    answer a full turn through the real server.
+    """
+    from tests.satellite.test_link_survival import poison
+
+    binary = find_mosquitto()
+    if binary is None:
+        pytest.skip("mosquitto binary not found: apt-get install mosquitto")
+    broker = MosquittoBroker(binary, tmp_path / "mosquitto")
+    broker.start()
+    evil = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="anyone", protocol=paho.MQTTv5)
+    evil.connect(broker.host, broker.port)
+    evil.loop_start()
+    for index, payload in enumerate(poison()):  # waiting for every satellite that connects
+        evil.publish(topics.server_status(f"evil{index}"), payload, qos=1, retain=True).wait_for_publish(5)
+    config = make_config(tmp_path, {"engine": {"brain": BRAIN},
+                                    "mqtt": {"url": broker.url, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0}})
+    try:
+        with run_server(config) as server:
+            observer = Observer(broker.host, broker.port, protocol=paho.MQTTv5)
+            sat = ThreadedSatellite(tmp_path, "kitchen", broker.url)
+            try:
+                observer.wait_for("kitchen", SatelliteStatus, where=lambda s: s.online and s.state == "idle")
+                for index, payload in enumerate(poison()):  # and live, while it runs
+                    evil.publish(topics.server_status(f"live{index}"), payload, qos=1).wait_for_publish(5)
+                reports = observer.wait_for("kitchen", ErrorEvent, where=lambda e: e.code == "protocol")
+                assert reports.context and "server" in reports.context.get("topic", "")
+                sat.source.say(request_pcm)
+                observer.wait_for("kitchen", SessionEnd, timeout=30)
+                (reply,) = sat.replies()
+                assert_spoken(reply_audio(reply))
+                link = sat.satellite.link
+                assert link.network_thread_alive() and link.restarts == 0 and sat.thread.is_alive()
+            finally:
+                sat.stop()
+                observer.close()
+            wait_idle(server, 1)
+    finally:
+        evil.disconnect()
+        evil.loop_stop()
+        broker.stop()
