@@ -57,6 +57,8 @@ from .wake import Detection, WakeWordDetector
 _LOGGER = logging.getLogger(__name__)
 
 ENERGY_WINDOW_MS = 1000  # loudness of the wake word, for multi-room arbitration
+#: At most one `error` event about bad messages per this many seconds (a flood is not echoed).
+BAD_MESSAGE_REPORT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,7 @@ class Satellite:
         self.error_until: float | None = None
         self._recent = deque(maxlen=max(1, ENERGY_WINDOW_MS // self.frame_ms))
         self._stopped = False
+        self._last_bad_report = -math.inf
 
     # -- running -----------------------------------------------------------------------
     def run(self, *, until_input_ends: bool = False, connect_timeout: float = 15.0) -> None:
@@ -290,7 +293,11 @@ class Satellite:
             else:
                 self.servers_online.discard(item.status.server_id)
         elif isinstance(item, BadMessage):
-            _LOGGER.warning("Bad message from the broker: %s", item.error)
+            _LOGGER.warning("Bad message from the broker: %s", str(item.error)[:500])
+            now = self.clock()
+            if now - self._last_bad_report < BAD_MESSAGE_REPORT_S:
+                return
+            self._last_bad_report = now
             self.link.publish_event(
                 ErrorEvent(
                     ErrorCode.PROTOCOL,

@@ -533,6 +533,27 @@ def test_bad_messages_are_reported_not_swallowed(rig: Rig):
     assert error.code == "protocol" and error.context == {"topic": "hearth/v1/satellite/kitchen/reply"}
 
 
+def test_a_flood_of_bad_messages_is_reported_once_a_second(rig: Rig):
+    for _ in range(200):
+        rig.link.inbox.put(BadMessage(ProtocolError("JSON nested too deeply", topic="hearth/v1/server/x/status")))
+    rig.frames(60)  # over a second
+    assert len(rig.link.of(ErrorEvent)) == 1
+    rig.link.inbox.put(BadMessage(ProtocolError("JSON nested too deeply", topic="hearth/v1/server/x/status")))
+    rig.frames()
+    assert len(rig.link.of(ErrorEvent)) == 2
+
+
+def test_a_handler_that_fails_does_not_stop_the_satellite(rig: Rig, monkeypatch: pytest.MonkeyPatch):
+    def broken(command):  # noqa: ANN001
+        raise RuntimeError("a bug in a command handler")
+
+    monkeypatch.setattr(rig.sat, "_on_command", broken)
+    rig.link.inbox.put(CommandReceived(Mute(True)))
+    rig.link.inbox.put(LinkUp("5"))
+    rig.frames()  # the bug is logged; the next item is still handled
+    assert rig.link.of(SatelliteStatus)
+
+
 def test_shutdown_publishes_offline(rig: Rig):
     rig.sat.shutdown()
     assert rig.link.sent[-1] == SatelliteStatus.offline("kitchen")
