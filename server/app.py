@@ -18,6 +18,8 @@ from .session.interfaces import SpeechEngine
 from .scheduler import FairExecutor
 from .sessions import SessionPolicy, SessionRegistry
 from .tools.registry import ToolRegistry
+from .transports.client_secrets import create_client_secret
+from .transports.webrtc import calls_context
 from .transports.websocket import check_key, realtime_websocket
 
 __all__ = ["EngineFactory", "StartupError", "create_app"]
@@ -65,6 +67,7 @@ def create_app(config: ServerConfig, *, engine_factory: EngineFactory | None = N
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
     app.cleanup_ctx.append(engine_ctx)
+    app.cleanup_ctx.append(calls_context)
     # Each long-lived resource has its own cleanup_ctx; they start after the engine (in
     # this order) and stop before it, in reverse. Imported only when enabled, so a server
     # without MQTT or zeroconf does not load paho, amqtt or zeroconf.
@@ -81,6 +84,7 @@ def create_app(config: ServerConfig, *, engine_factory: EngineFactory | None = N
     app.on_shutdown.append(close_websockets)
     for prefix in ("/v1", ""):
         app.router.add_get(f"{prefix}/realtime", realtime_websocket)
+        app.router.add_post(f"{prefix}/realtime/client_secrets", create_client_secret)
     app.router.add_get("/healthz", health)
     app.router.add_get("/v1/hearth/timings", timings)
     return app

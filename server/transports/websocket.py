@@ -15,6 +15,7 @@ from ..context import ServerContext
 from ..protocol import client_events as ce
 from ..protocol.errors import RealtimeProtocolError
 from ..protocol.server_events import ServerEvent
+from .client_secrets import ClientSecretStore, Credential, authenticate, session_defaults_for
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -113,12 +114,12 @@ def origin_allowed(request: web.Request) -> bool:
     return config.api_key is not None
 
 
-def _handshake_error(request: web.Request) -> tuple[RealtimeProtocolError, int] | None:
-    """Upstream completes the upgrade, then sends one error and closes (3000 auth, 4000 shape)."""
+def _handshake_error(request: web.Request) -> tuple[RealtimeProtocolError, int] | Credential:
+    """The credential, or the error upstream sends after the upgrade (close 3000 auth, 4000 shape)."""
     ctx = request.app[ServerContext.KEY]
-    auth = check_key(ctx.config.server.api_key, _offered_key(request))
-    if auth is not None:
-        return auth, 3000
+    credential = authenticate(ctx.config.server.api_key, request.app[ClientSecretStore.KEY], _offered_key(request))
+    if isinstance(credential, RealtimeProtocolError):
+        return credential, 3000
     if request.headers.get("OpenAI-Beta", "").replace(" ", "") == "realtime=v1" or "openai-beta.realtime-v1" in \
             request.headers.get("Sec-WebSocket-Protocol", ""):
         return RealtimeProtocolError(
@@ -134,10 +135,11 @@ def _handshake_error(request: web.Request) -> tuple[RealtimeProtocolError, int] 
     if request.query.get("call_id"):
         return RealtimeProtocolError(message="Attaching to a call with call_id is not supported by this server.",
                                      code="invalid_value", param="call_id"), 4000
-    if intent != "transcription" and not model:
+    # An ephemeral key carries its session's model (and kind); the URL need not name one.
+    if intent != "transcription" and not model and credential.secret is None:
         return RealtimeProtocolError(message="Missing required parameter: 'model'.", code="missing_model",
                                      param="model"), 4000
-    return None
+    return credential
 
 
 async def realtime_websocket(request: web.Request) -> web.WebSocketResponse:
@@ -149,9 +151,9 @@ async def realtime_websocket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(protocols=(SUBPROTOCOL,), heartbeat=20.0, max_msg_size=MAX_MESSAGE_BYTES,
                                compress=False)
     await ws.prepare(request)
-    failure = _handshake_error(request)
-    if failure is not None:
-        error, code = failure
+    credential = _handshake_error(request)
+    if not isinstance(credential, Credential):
+        error, code = credential
         _LOGGER.info("realtime connection from %s refused: %s", request.remote, error.message)
         await ws.send_json({"type": "error", "event_id": "event_handshake", "error": {
             "type": error.type, "code": error.code, "message": error.message, "param": error.param, "event_id": None}})
@@ -161,9 +163,13 @@ async def realtime_websocket(request: web.Request) -> web.WebSocketResponse:
     ctx.websockets.add(ws)
     sink = WebSocketSink(ws)
     intent = request.query.get("intent")
-    model = request.query.get("model") or "hearth"
-    session = ctx.sessions.open(sink, kind="transcription" if intent == "transcription" else "realtime", model=model)
-    _LOGGER.info("session %s opened from %s (model %s)", session.id, request.remote, model)
+    secret = credential.secret
+    kind = secret.kind if secret is not None and intent is None else \
+        "transcription" if intent == "transcription" else "realtime"
+    model = request.query.get("model") or (secret.model if secret else None) or "hearth"
+    session = ctx.sessions.open(sink, kind=kind, model=model,
+                                defaults=session_defaults_for(ctx.session_defaults, credential))
+    _LOGGER.info("session %s opened from %s (model %s, %s key)", session.id, request.remote, model, credential.kind)
     try:
         async for message in ws:
             if message.type == WSMsgType.TEXT:
