@@ -19,6 +19,7 @@ from .scheduler import FairExecutor
 from .sessions import SessionPolicy, SessionRegistry
 from .tools.registry import ToolRegistry
 from .transports.client_secrets import create_client_secret
+from .transports.webrtc import add_routes as add_call_routes
 from .transports.webrtc import calls_context
 from .transports.websocket import check_key, realtime_websocket
 
@@ -85,6 +86,7 @@ def create_app(config: ServerConfig, *, engine_factory: EngineFactory | None = N
     for prefix in ("/v1", ""):
         app.router.add_get(f"{prefix}/realtime", realtime_websocket)
         app.router.add_post(f"{prefix}/realtime/client_secrets", create_client_secret)
+    add_call_routes(app)
     app.router.add_get("/healthz", health)
     app.router.add_get("/v1/hearth/timings", timings)
     return app

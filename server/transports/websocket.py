@@ -132,11 +132,14 @@ def _handshake_error(request: web.Request) -> tuple[RealtimeProtocolError, int] 
                                      code="invalid_model", param="model"), 4000
     if intent not in (None, "transcription", "conversation"):
         return RealtimeProtocolError(message=f"Invalid intent '{intent}'.", code="invalid_value", param="intent"), 4000
-    if request.query.get("call_id"):
-        return RealtimeProtocolError(message="Attaching to a call with call_id is not supported by this server.",
+    if request.query.get("call_id") and (model or intent):
+        return RealtimeProtocolError(message="Attach to a call with call_id alone, without model or intent.",
                                      code="invalid_value", param="call_id"), 4000
+    if request.query.get("call_id") and credential.kind == "ephemeral":
+        return RealtimeProtocolError(message="Attaching to a call needs the API key, not an ephemeral key.",
+                                     code="invalid_api_key"), 3000
     # An ephemeral key carries its session's model (and kind); the URL need not name one.
-    if intent != "transcription" and not model and credential.secret is None:
+    if intent != "transcription" and not model and credential.secret is None and not request.query.get("call_id"):
         return RealtimeProtocolError(message="Missing required parameter: 'model'.", code="missing_model",
                                      param="model"), 4000
     return credential
@@ -158,6 +161,11 @@ async def realtime_websocket(request: web.Request) -> web.WebSocketResponse:
         await ws.send_json({"type": "error", "event_id": "event_handshake", "error": {
             "type": error.type, "code": error.code, "message": error.message, "param": error.param, "event_id": None}})
         await ws.close(code=code, message=f"{error.type}.{error.code}".encode())
+        return ws
+    if request.query.get("call_id"):
+        from .webrtc import attach_sideband  # the sideband of a WebRTC call
+
+        await attach_sideband(request, ws, request.query["call_id"])
         return ws
 
     ctx.websockets.add(ws)

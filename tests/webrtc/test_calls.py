@@ -1,0 +1,199 @@
+"""WebRTC calls with an aiortc client: both request forms, the data channel, the tracks, hangup, sideband."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import aioice.ice
+import numpy as np
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from openai import AsyncOpenAI, AuthenticationError
+
+from hearth.server.app import create_app
+from hearth.server.session.interfaces import OutputAudio, OutputText
+from hearth.server.session.testing import ScriptedEngine
+from hearth.server.transports.webrtc import CallRegistry
+from tests.server_harness import make_config
+from tests.webrtc.rtc import RtcClient, silence, tone
+
+KEY = "house-key"
+REPLY_S = 1.5
+
+
+def _reply_tone() -> np.ndarray:
+    t = np.arange(int(REPLY_S * 24000)) / 24000
+    return (np.sin(2 * np.pi * 330 * t) * 0.4 * 32767).astype(np.int16)
+
+
+@pytest.fixture(autouse=True)
+def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client gathers on loopback only (the server does so by itself when bound to loopback)."""
+    real = aioice.ice.get_host_addresses
+    monkeypatch.setattr(aioice.ice, "get_host_addresses",
+                        lambda use_ipv4, use_ipv6: ["127.0.0.1"] if use_ipv4 else real(False, use_ipv6))
+
+
+@pytest.fixture
+async def server(tmp_path: Path):
+    engine = ScriptedEngine(reply=[OutputText("Hello from Hearth."), OutputAudio(_reply_tone(), 24000)])
+    app = create_app(make_config(tmp_path, {"server": {"api_key": KEY}}), engine_factory=lambda c, e: engine)
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    client.engine = engine  # type: ignore[attr-defined]
+    yield client
+    await client.close()
+
+
+def _sdk(server: TestClient, key: str = KEY) -> AsyncOpenAI:
+    return AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key=key, max_retries=0)
+
+
+async def _call(server: TestClient, *, session: dict | None = None, key: str = KEY) -> tuple[RtcClient, str]:
+    rtc = RtcClient.create()
+    sdp = await rtc.offer()
+    sdk = _sdk(server, key)
+    if session is None:
+        response = await sdk.realtime.calls.create(sdp=sdp)
+    else:
+        response = await sdk.realtime.calls.create(sdp=sdp, session=session)
+    assert response.response.status_code == 201
+    assert response.response.headers["content-type"].startswith("application/sdp")
+    location = response.response.headers["location"]
+    assert location.startswith("/v1/realtime/calls/rtc_")
+    await rtc.answer(response.text)
+    await asyncio.wait_for(rtc.opened.wait(), 10)
+    return rtc, location.rsplit("/", 1)[-1]
+
+
+async def test_multipart_call_speaks_a_turn(server: TestClient) -> None:
+    rtc, call_id = await _call(server, session={
+        "type": "realtime", "instructions": "Be brief.",
+        "audio": {"input": {"transcription": {"model": "whisper-1"}}}})
+    try:
+        created = await rtc.wait_for("session.created")
+        assert created["session"]["instructions"] == "Be brief."
+        assert created["session"]["audio"]["input"]["transcription"]["model"] == "whisper-1"
+        rtc.mic.say(np.concatenate([tone(0.8), silence(1.0)]))
+        await rtc.wait_for("input_audio_buffer.speech_started")
+        await rtc.wait_for("input_audio_buffer.speech_stopped")
+        transcript = await rtc.wait_for("conversation.item.input_audio_transcription.completed")
+        assert transcript["transcript"] == "hello"
+        done = await rtc.wait_for("response.done")
+        assert done["response"]["status"] == "completed"
+        kinds = {e["type"] for e in rtc.log}
+        assert "response.output_audio.delta" not in kinds  # the audio goes over RTP
+        assert "response.output_audio_transcript.done" in kinds
+        started = time.monotonic()
+        await asyncio.sleep(REPLY_S + 0.5)
+        # The reply track carried the reply: about REPLY_S of sound, not silence.
+        assert rtc.loud_since(started - REPLY_S) > 0.6 * REPLY_S, rtc.heard[-5:]
+        # The engine heard the microphone at 16 kHz after one downmix and one resample.
+        audio = server.engine.transcriptions[-1].audio  # type: ignore[attr-defined]
+        assert 0.5 < len(audio) / 16000 < 2.5
+        spectrum = np.abs(np.fft.rfft(audio[: 8000]))
+        assert abs(np.argmax(spectrum) * 16000 / 8000 - 440) < 10
+    finally:
+        await rtc.close()
+
+
+async def test_plain_sdp_call_and_data_channel_errors(server: TestClient) -> None:
+    rtc, call_id = await _call(server)
+    try:
+        created = await rtc.wait_for("session.created")
+        assert created["session"]["type"] == "realtime"
+        rtc.send({"type": "session.update", "event_id": "e1", "session": {"type": "realtime", "instructions": "Hi"}})
+        updated = await rtc.wait_for("session.updated")
+        assert updated["session"]["instructions"] == "Hi"
+        rtc.channel.send("{not json")
+        error = await rtc.wait_for("error")
+        assert error["error"]["code"] == "invalid_json"
+        rtc.send({"type": "nope"})
+        assert (await rtc.wait_for("error"))["error"]["param"] == "type"
+    finally:
+        await rtc.close()
+
+
+async def test_ephemeral_call_hangup_revokes_the_key(server: TestClient) -> None:
+    secret = await _sdk(server).realtime.client_secrets.create(
+        session={"type": "realtime", "instructions": "Ephemeral."})
+    rtc, call_id = await _call(server, key=secret.value)
+    registry = server.server.app[CallRegistry.KEY]
+    try:
+        assert (await rtc.wait_for("session.created"))["session"]["instructions"] == "Ephemeral."
+        assert call_id in registry.calls
+        await _sdk(server, secret.value).realtime.calls.hangup(call_id)
+        assert call_id not in registry.calls
+        for _ in range(50):
+            if rtc.pc.connectionState == "closed" or rtc.channel.readyState == "closed":
+                break
+            await asyncio.sleep(0.1)
+        assert rtc.channel.readyState == "closed"
+        # The key that opened the call opens no more.
+        with pytest.raises(AuthenticationError) as err:
+            await _call(server, key=secret.value)
+        assert "ended" in err.value.body["message"]
+        response = await server.post(f"/v1/realtime/calls/{call_id}/hangup", headers={"Authorization": f"Bearer {KEY}"})
+        assert response.status == 404 and (await response.json())["error"]["code"] == "call_not_found"
+    finally:
+        await rtc.close()
+
+
+async def test_sideband_controls_the_call(server: TestClient) -> None:
+    rtc, call_id = await _call(server)
+    try:
+        await rtc.wait_for("session.created")
+        ws = await server.ws_connect(f"/v1/realtime?call_id={call_id}", headers={"Authorization": f"Bearer {KEY}"})
+        first = await ws.receive_json()
+        assert first["type"] == "session.created"
+        await ws.send_json({"type": "session.update", "session": {"type": "realtime", "instructions": "From the backend."}})
+        from_backend = await ws.receive_json()
+        assert from_backend["type"] == "session.updated"
+        # The browser's channel sees the same session change.
+        on_channel = await rtc.wait_for("session.updated")
+        assert on_channel["session"]["instructions"] == "From the backend."
+        await ws.close()
+        # An unknown call is refused as a request-shape error.
+        ws = await server.ws_connect("/v1/realtime?call_id=rtc_nope", headers={"Authorization": f"Bearer {KEY}"})
+        assert (await ws.receive_json())["error"]["code"] == "call_not_found"
+        await ws.close()
+    finally:
+        await rtc.close()
+
+
+async def test_bad_offers_are_refused(server: TestClient) -> None:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    for body, content_type, code in [
+        ("hello", "application/sdp", 400),
+        ("", "application/sdp", 400),
+        ('{"sdp": "x"}', "application/json", 400),
+    ]:
+        response = await server.post("/v1/realtime/calls", data=body, headers={**headers, "Content-Type": content_type})
+        assert response.status == code, body
+        assert "message" in (await response.json())["error"]
+    response = await server.post("/v1/realtime/calls", data="v=0", headers={"Content-Type": "application/sdp"})
+    assert response.status == 401
+    rtc = RtcClient.create()
+    with pytest.raises(Exception) as err:
+        await _sdk(server).realtime.calls.create(sdp=await rtc.offer(), session={"type": "realtime", "bogus": 1})
+    assert getattr(err.value, "status_code", None) == 400
+    await rtc.close()
+
+
+async def test_shutdown_closes_every_call(tmp_path: Path) -> None:
+    app = create_app(make_config(tmp_path, {}), engine_factory=lambda c, e: ScriptedEngine())
+    server = TestClient(TestServer(app, host="127.0.0.1"))
+    await server.start_server()
+    rtc, call_id = await _call(server)
+    registry = app[CallRegistry.KEY]
+    session = registry.calls[call_id].session
+    await server.close()
+    assert not registry.calls and session.closed
+    for _ in range(50):
+        if rtc.channel.readyState == "closed":
+            break
+        await asyncio.sleep(0.1)
+    assert rtc.channel.readyState == "closed"
+    await rtc.close()
