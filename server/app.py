@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from aiohttp import WSCloseCode, web
 
 from .config import ServerConfig
+from .console import add_console
 from .errors import StartupError
 from .context import ServerContext
 from .engines.factory import build_engine, session_defaults
@@ -87,6 +88,7 @@ def create_app(config: ServerConfig, *, engine_factory: EngineFactory | None = N
         app.router.add_get(f"{prefix}/realtime", realtime_websocket)
         app.router.add_post(f"{prefix}/realtime/client_secrets", create_client_secret)
     add_call_routes(app)
+    add_console(app, config.server.api_key)
     app.router.add_get("/healthz", health)
     app.router.add_get("/v1/hearth/timings", timings)
     return app
