@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from hearth.server.console import ConsoleAuth
+from hearth.server.context import ServerContext
 from tests.conftest import API_KEY
 from tests.server_harness import RunningServer
 
@@ -154,7 +155,8 @@ def test_console_talks_over_webrtc(server: RunningServer, tmp_path: Path) -> Non
             page.wait_for_function("window.__speech.length >= 2", timeout=10_000)
             time.sleep(1.5)
             levels = page.evaluate("window.__levels")
-            barge_at = page.evaluate("window.__speech")[1]
+            loud_from = next(at for at, lvl, _ in levels if lvl > 0.02)
+            barge_at = next(at for at in page.evaluate("window.__speech") if at > loud_from)
             before = [lvl for at, lvl, _ in levels if barge_at - 1500 <= at <= barge_at]
             after = [lvl for at, lvl, _ in levels if barge_at + 500 <= at <= barge_at + 1300]
             assert max(before) > 0.02, "the reply was playing when the user spoke"
@@ -164,6 +166,10 @@ def test_console_talks_over_webrtc(server: RunningServer, tmp_path: Path) -> Non
             page.wait_for_function("/time/i.test([...document.querySelectorAll('#transcript li.user')].pop()"
                                    ".textContent)", timeout=10_000)
             latencies = page.evaluate("window.hearthConsole.turns.map(t => t.latencyMs)")
+            marks = server.call(lambda: [t.marks for s in server.app[ServerContext.KEY].sessions for t in s.timings])
+            for turn in marks:
+                base = turn.get("committed") or min(turn.values())
+                print({k: round((v - base) * 1000) for k, v in sorted(turn.items(), key=lambda kv: kv[1])})
             assert all(0 < ms < 15_000 for ms in latencies), latencies
             page.locator("#log-filter").fill("response.done")
             page.screenshot(path=str(ARTIFACTS / "console.png"), full_page=True)
