@@ -30,9 +30,12 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..context import ServerContext
+from ..protocol import client_events as ce
 from ..protocol.errors import RealtimeProtocolError
 from ..protocol.ids import new_id
-from ..session.session import RealtimeSession, SessionOptions
+from ..protocol.server_events import ServerEvent
+from ..session.interfaces import Playback, ReplyAudio
+from ..session.session import RealtimeSession
 from .client_secrets import (
     ClientSecretStore,
     Credential,
@@ -228,8 +231,8 @@ class CallSink:
         self.sent: int = 0
 
     # EventSink -----------------------------------------------------------
-    def send(self, event: Any) -> None:
-        wire = event.wire() if hasattr(event, "wire") else event
+    def send(self, event: ServerEvent) -> None:
+        wire = event.wire()
         self._observe(wire)
         text = json.dumps(wire, separators=(",", ":"))
         if self.channel is not None and self.channel.readyState == "open":
@@ -243,7 +246,9 @@ class CallSink:
         self._on_close(code, reason)
 
     # MediaSink -----------------------------------------------------------
-    def reply_audio(self, audio: Any) -> None:
+    def reply_audio(self, audio: ReplyAudio) -> None:
+        if audio.rate != MEDIA_RATE:  # the session resamples to media_rate; anything else is a bug
+            raise ValueError(f"reply audio at {audio.rate} Hz on a {MEDIA_RATE} Hz track")
         self.track.push(audio.response_id, audio.item_id, audio.pcm)
 
     # ----------------------------------------------------------------------
@@ -281,14 +286,11 @@ class CallSink:
 
     def _played(self, response_id: str, item_id: str | None, played_ms: float, finished: bool) -> None:
         session = self.session
-        report = getattr(session, "report_playback", None)
-        if report is None:
+        if session is None:
             return
-        from ..session.interfaces import Playback  # the session port's one data type
-
         # Deferred: the report may arrive inside one of the session's own handlers.
-        asyncio.get_running_loop().call_soon(
-            report, Playback(response_id=response_id, item_id=item_id, played_ms=played_ms, finished=finished))
+        asyncio.get_running_loop().call_soon(session.report_playback, Playback(
+            response_id=response_id, item_id=item_id, played_ms=played_ms, finished=finished))
 
 
 # ---------------------------------------------------------------------------- calls
@@ -323,9 +325,10 @@ class CallRegistry:
             return
         call.closed = True
         self.calls.pop(call.id, None)
-        call.session.close()
         if self.ctx is not None:
-            self.ctx.sessions.discard(call.session)
+            self.ctx.sessions.closed(call.session)
+        else:
+            call.session.close()
         for subscriber in call.sink.subscribers:
             subscriber.queue.put_nowait(None)
             await asyncio.shield(_close_ws(subscriber.ws, 1000, b"call ended"))
@@ -442,10 +445,10 @@ async def create_call(request: web.Request) -> web.Response:
             asyncio.get_running_loop().create_task(registry.close(call, f"{code} {reason}"))
 
     sink = CallSink(call_id, close_soon)
-    options = _session_options(
-        kind=kind, model=(requested or {}).get("model") or (secret.model if secret else None) or "hearth",
-        defaults=defaults, max_duration_s=ctx.config.server.max_session_duration_s)
-    session = _open_session(ctx, sink, options)
+    model = (requested or {}).get("model") or (secret.model if secret else None) or "hearth"
+    # Reply audio goes to the track at 48 kHz; the transport reports what it played.
+    session = ctx.sessions.open(sink, kind=kind, model=model, defaults=defaults, media=sink,
+                                media_rate=MEDIA_RATE, playback_events=True)
     sink.session = session
     call = Call(id=call_id, pc=pc, sink=sink, session=session, credential=credential)
 
@@ -459,7 +462,7 @@ async def create_call(request: web.Request) -> web.Response:
         @channel.on("message")
         def on_message(message: str | bytes) -> None:
             if isinstance(message, str):
-                session.handle_text(message)
+                _submit_text(session, message)
             else:
                 session.protocol_error(RealtimeProtocolError(
                     message="Expected a text message on the data channel; binary messages are not supported.",
@@ -490,56 +493,29 @@ async def create_call(request: web.Request) -> web.Response:
             _LOOPBACK_ONLY.reset(token)
     except (ValueError, TypeError, AttributeError, av.error.FFmpegError) as err:
         _LOGGER.info("call offer refused: %s", err)
-        session.close()
+        ctx.sessions.closed(session)
         await pc.close()
         return _bad_request(f"Invalid SDP offer: {err}", param="sdp")
 
     registry.calls[call_id] = call
-    ctx.sessions.add(session)
-    session.start()
     _spawn(call, _connect_watchdog(registry, call), "watchdog")
     _LOGGER.info("call %s opened from %s (%s key)", call_id, request.remote, credential.kind)
     return web.Response(status=201, text=pc.localDescription.sdp, content_type="application/sdp",
                         headers={"Location": f"/v1/realtime/calls/{call_id}"})
 
 
-def _session_options(**values: Any) -> SessionOptions:
-    """Options of a call's session: output audio on the track, playback reported by the transport."""
-    fields = SessionOptions.__dataclass_fields__
-    if "media_rate" in fields:
-        values["media_rate"] = MEDIA_RATE
-        values["playback_events"] = True
-    else:
-        values["audio_in_events"] = False
-    return SessionOptions(**values)
-
-
-def _open_session(ctx: ServerContext, sink: CallSink, options: SessionOptions) -> RealtimeSession:
-    import inspect
-
-    parameters = inspect.signature(RealtimeSession).parameters
-    if "media" in parameters:
-        return RealtimeSession(ctx.engine, sink, options, media=sink)
-    # Until the session port lands: reply audio arrives at the output format's rate.
-    from ..audio.resample import StreamResampler
-
-    resamplers: dict[int, StreamResampler] = {}
-    session_ref: list[RealtimeSession] = []
-
-    def on_output_audio(response_id: str, pcm: np.ndarray) -> None:
-        rate = session_ref[0]._output_format.rate  # noqa: SLF001
-        resampler = resamplers.setdefault(rate, StreamResampler(rate, MEDIA_RATE))
-        sink.track.push(response_id, None, resampler.process(pcm))
-
-    session = RealtimeSession(ctx.engine, sink, options, on_output_audio=on_output_audio)
-    session_ref.append(session)
-    return session
+def _submit_text(session: RealtimeSession, text: str) -> None:
+    try:
+        event = ce.parse_client_event(text)
+    except RealtimeProtocolError as err:
+        session.protocol_error(err)
+        return
+    session.submit(event)
 
 
 async def _pump_microphone(call: Call, track: MediaStreamTrack) -> None:
+    """Microphone frames into the session: downmixed here, resampled once inside the session."""
     session = call.session
-    append_pcm = getattr(session, "append_pcm", None)
-    resampler = None
     while True:
         try:
             frame = await track.recv()
@@ -547,19 +523,9 @@ async def _pump_microphone(call: Call, track: MediaStreamTrack) -> None:
             break
         if call.first_mic_frame_at is None:
             call.first_mic_frame_at = time.monotonic()
-        mono = downmix(frame)
-        if append_pcm is not None:
-            append_pcm(mono, frame.sample_rate)
-        else:
-            from ..audio.resample import StreamResampler
-
-            rate = session._input_format.rate  # noqa: SLF001
-            if resampler is None or resampler.out_rate != rate:
-                resampler = StreamResampler(frame.sample_rate, rate)
-            session.append_audio(resampler.process(mono))
-    end_input = getattr(session, "end_input", None)
-    if end_input is not None and not call.closed:
-        end_input()
+        session.append_pcm(downmix(frame), frame.sample_rate)
+    if not call.closed:
+        session.end_input()
 
 
 async def _connect_watchdog(registry: CallRegistry, call: Call) -> None:
@@ -636,7 +602,7 @@ async def attach_sideband(request: web.Request, ws: web.WebSocketResponse, call_
     try:
         async for message in ws:
             if message.type.name == "TEXT":
-                session.handle_text(message.data)
+                _submit_text(session, message.data)
             elif message.type.name == "BINARY":
                 session.protocol_error(RealtimeProtocolError(
                     message="Expected a text WebSocket message; binary frames are not supported.",

@@ -20,7 +20,7 @@ from tests.server_harness import make_config
 from tests.webrtc.rtc import RtcClient, silence, tone
 
 KEY = "house-key"
-REPLY_S = 1.5
+REPLY_S = 3.0
 
 
 def _reply_tone() -> np.ndarray:
@@ -86,15 +86,72 @@ async def test_multipart_call_speaks_a_turn(server: TestClient) -> None:
         kinds = {e["type"] for e in rtc.log}
         assert "response.output_audio.delta" not in kinds  # the audio goes over RTP
         assert "response.output_audio_transcript.done" in kinds
-        started = time.monotonic()
-        await asyncio.sleep(REPLY_S + 0.5)
+        began = time.monotonic()
+        playing = await rtc.wait_for("output_audio_buffer.started")
+        assert playing["response_id"] == done["response"]["id"]
+        stopped = await rtc.wait_for("output_audio_buffer.stopped", timeout=REPLY_S + 3)
+        assert stopped["response_id"] == done["response"]["id"]
         # The reply track carried the reply: about REPLY_S of sound, not silence.
-        assert rtc.loud_since(started - REPLY_S) > 0.6 * REPLY_S, rtc.heard[-5:]
+        assert rtc.loud_since(began - REPLY_S) > 0.8 * REPLY_S, rtc.heard[-5:]
+        assert "conversation.item.truncated" not in {e["type"] for e in rtc.log}  # all of it was heard
         # The engine heard the microphone at 16 kHz after one downmix and one resample.
         audio = server.engine.transcriptions[-1].audio  # type: ignore[attr-defined]
         assert 0.5 < len(audio) / 16000 < 2.5
         spectrum = np.abs(np.fft.rfft(audio[: 8000]))
         assert abs(np.argmax(spectrum) * 16000 / 8000 - 440) < 10
+    finally:
+        await rtc.close()
+
+
+async def test_barge_in_truncates_at_the_played_position(server: TestClient) -> None:
+    rtc, call_id = await _call(server, session={"type": "realtime"})
+    try:
+        await rtc.wait_for("session.created")
+        rtc.mic.say(np.concatenate([tone(0.6), silence(0.8)]))
+        started = await rtc.wait_for("output_audio_buffer.started")
+        t_started = time.monotonic()
+        await asyncio.sleep(1.2)
+        rtc.mic.say(tone(0.6, freq=550))  # the user talks over the reply
+        await rtc.wait_for("input_audio_buffer.speech_started")
+        t_barge = time.monotonic()
+        done = await rtc.wait_for("response.done", where=lambda e: e["response"]["id"] == started["response_id"])
+        assert done["response"]["status"] == "cancelled"
+        assert done["response"]["status_details"]["reason"] == "turn_detected"
+        truncated = await rtc.wait_for("conversation.item.truncated")
+        # Cut where the track was when the user spoke: about 1.2 s plus the VAD's reaction, far
+        # short of the 3 s that had been generated.
+        heard_ms = (t_barge - t_started) * 1000
+        assert heard_ms - 400 < truncated["audio_end_ms"] < heard_ms + 200, (truncated, heard_ms)
+        assert truncated["audio_end_ms"] < REPLY_S * 1000 - 1000
+        await asyncio.sleep(0.6)
+        # The track went quiet at once (a jitter buffer's worth later), though audio was left.
+        assert rtc.loud_since(t_barge + 0.3) < 0.1, rtc.heard[-10:]
+        item = await _retrieve(rtc, truncated["item_id"])
+        assert item["content"][0]["transcript"] != "Hello from Hearth."  # the unheard words are gone
+    finally:
+        await rtc.close()
+
+
+async def _retrieve(rtc: RtcClient, item_id: str) -> dict:
+    rtc.send({"type": "conversation.item.retrieve", "item_id": item_id})
+    return (await rtc.wait_for("conversation.item.retrieved"))["item"]
+
+
+async def test_client_clear_stops_the_reply(server: TestClient) -> None:
+    rtc, call_id = await _call(server, session={"type": "realtime"})
+    try:
+        await rtc.wait_for("session.created")
+        rtc.mic.say(np.concatenate([tone(0.6), silence(0.8)]))
+        started = await rtc.wait_for("output_audio_buffer.started")
+        await asyncio.sleep(0.8)
+        # What agents-js's interrupt() sends over WebRTC.
+        rtc.send({"type": "response.cancel"})
+        rtc.send({"type": "output_audio_buffer.clear"})
+        cleared = await rtc.wait_for("output_audio_buffer.cleared")
+        assert cleared["response_id"] == started["response_id"]
+        t_clear = time.monotonic()
+        await asyncio.sleep(0.8)
+        assert rtc.loud_since(t_clear + 0.3) < 0.1
     finally:
         await rtc.close()
 
