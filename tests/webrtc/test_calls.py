@@ -114,10 +114,13 @@ async def test_barge_in_truncates_at_the_played_position(server: TestClient) -> 
         rtc.mic.say(tone(0.6, freq=550))  # the user talks over the reply
         await rtc.wait_for("input_audio_buffer.speech_started")
         t_barge = time.monotonic()
-        done = await rtc.wait_for("response.done", where=lambda e: e["response"]["id"] == started["response_id"])
-        assert done["response"]["status"] == "cancelled"
-        assert done["response"]["status_details"]["reason"] == "turn_detected"
+        # The reply was generated long ago (the engine is faster than real time); it was still
+        # playing, so the server clears the output buffer itself.
+        cleared = await rtc.wait_for("output_audio_buffer.cleared")
+        assert cleared["response_id"] == started["response_id"]
         truncated = await rtc.wait_for("conversation.item.truncated")
+        assert not [e for e in rtc.log if e["type"] == "output_audio_buffer.stopped"
+                    and e["response_id"] == started["response_id"]]
         # Cut where the track was when the user spoke: about 1.2 s plus the VAD's reaction, far
         # short of the 3 s that had been generated.
         heard_ms = (t_barge - t_started) * 1000
