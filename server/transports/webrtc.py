@@ -27,6 +27,7 @@ import av
 import numpy as np
 from aiohttp import BodyPartReader, web
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..context import ServerContext
@@ -471,6 +472,7 @@ async def create_call(request: web.Request) -> web.Response:
     @pc.on("track")
     def on_track(track: MediaStreamTrack) -> None:
         if track.kind == "audio":
+            _shorten_jitter_buffer(pc, track)
             _spawn(call, _pump_microphone(call, track), "microphone")
 
     @pc.on("connectionstatechange")
@@ -502,6 +504,21 @@ async def create_call(request: web.Request) -> web.Response:
     _LOGGER.info("call %s opened from %s (%s key)", call_id, request.remote, credential.kind)
     return web.Response(status=201, text=pc.localDescription.sdp, content_type="application/sdp",
                         headers={"Location": f"/v1/realtime/calls/{call_id}"})
+
+
+#: Frames the microphone's jitter buffer holds before releasing one. aiortc waits for 4
+#: (80 ms) on every audio receiver; one is enough on a LAN and takes 60 ms off every turn.
+JITTER_PREFETCH = 1
+
+
+def _shorten_jitter_buffer(pc: RTCPeerConnection, track: MediaStreamTrack) -> None:
+    """Give the microphone's receiver a shorter jitter buffer (aiortc has no option for it)."""
+    for transceiver in pc.getTransceivers():
+        receiver = transceiver.receiver
+        if receiver.track is track and hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):
+            receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(capacity=16, prefetch=JITTER_PREFETCH)
+            return
+    _LOGGER.debug("aiortc's receiver has no jitter buffer where expected; keeping its default")
 
 
 def _submit_text(session: RealtimeSession, text: str) -> None:
