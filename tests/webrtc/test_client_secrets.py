@@ -112,3 +112,13 @@ async def test_expired_and_unknown_keys_are_refused_on_the_websocket(client: Tes
         await ws.close()
     assert "expired" in (await _first_event(client, "/v1/realtime", headers={
         "Authorization": f"Bearer {secret.value}"}))[0]["error"]["message"]
+
+
+async def test_stale_keys_are_refused_on_calls(client: TestClient) -> None:
+    secret = await _sdk(client).realtime.client_secrets.create(expires_after={"anchor": "created_at", "seconds": 10})
+    offer = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+    client.server.app[ClientSecretStore.KEY]._clock = lambda: time.time() + 11  # noqa: SLF001
+    for key in (secret.value, "ek_unknown", "wrong"):
+        with pytest.raises(AuthenticationError) as err:
+            await _sdk(client, key).realtime.calls.create(sdp=offer)
+        assert err.value.status_code == 401 and err.value.body["code"] == "invalid_api_key", key
