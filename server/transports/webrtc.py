@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import fractions
-import ipaddress
 import json
 import logging
 import time
@@ -31,6 +30,7 @@ from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..context import ServerContext
+from ..options import is_loopback
 from ..protocol import client_events as ce
 from ..protocol.errors import RealtimeProtocolError
 from ..protocol.ids import new_id
@@ -72,15 +72,6 @@ def _gather_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
 
 
 aioice.ice.get_host_addresses = _gather_addresses
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 # ---------------------------------------------------------------------------- the reply track
@@ -488,7 +479,7 @@ async def create_call(request: web.Request) -> web.Response:
                 pc.addTrack(sink.track)
                 break
         answer = await pc.createAnswer()
-        token = _LOOPBACK_ONLY.set(_is_loopback(ctx.config.server.host))
+        token = _LOOPBACK_ONLY.set(is_loopback(ctx.config.server.host))
         try:
             await pc.setLocalDescription(answer)
         finally:
