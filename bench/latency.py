@@ -780,13 +780,18 @@ def http_base_of(url: str) -> str:
 # --------------------------------------------------------------------------- running
 
 
+#: Frames the benchmark's aiortc client holds in its jitter buffer (None: aiortc's 4); --rtc-client-jitter.
+RTC_CLIENT_JITTER: int | None = None
+
+
 def _connect(base_url: str, api_key: str, model: str, transport: str) -> Any:
     """The SDK's realtime WebSocket connection, or the same surface over a WebRTC call."""
     if transport == "webrtc":
         from webrtc_conn import rtc_connect
 
         host = http_base_of(base_url).split("//", 1)[-1].split(":")[0].split("/")[0]
-        return rtc_connect(base_url, api_key, loopback=host in ("127.0.0.1", "localhost"))
+        return rtc_connect(base_url, api_key, loopback=host in ("127.0.0.1", "localhost"),
+                           jitter_frames=RTC_CLIENT_JITTER)
     from openai import AsyncOpenAI
 
     return AsyncOpenAI(base_url=base_url, api_key=api_key or "none").realtime.connect(model=model)
@@ -1029,9 +1034,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--webrtc", action="store_true",
                         help="after the WebSocket turns, run the same turns over WebRTC (/v1/realtime/calls) and "
                              "report both, with the Opus + jitter-buffer overhead")
+    parser.add_argument("--rtc-client-jitter", type=int, metavar="FRAMES",
+                        help="frames the WebRTC client's jitter buffer holds before playing (default: aiortc's 4, "
+                             "80 ms; 0: each packet at once, as the server's; a browser adapts, about 1-2 "
+                             "frames on a quiet network)")
     args = parser.parse_args(argv)
     if args.turns < 1 or args.concurrency < 1:
         parser.error("--turns and --concurrency must be at least 1")
+    global RTC_CLIENT_JITTER
+    RTC_CLIENT_JITTER = args.rtc_client_jitter
 
     name = args.name or "latency" + ("" if args.silence_ms == 500 else f"-s{args.silence_ms}") + (
         "" if args.concurrency == 1 else f"-c{args.concurrency}")

@@ -78,6 +78,7 @@ class RtcConnection:
         self.pc, self.channel, self.mic = pc, channel, mic
         self.events: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._latest_response: str | None = None
+        self.jitter_frames: int | None = None
         self._reader: asyncio.Task[None] | None = None
         self.input_audio_buffer = SimpleNamespace(append=self._append)
         self.session = SimpleNamespace(update=self._session_update)
@@ -127,7 +128,18 @@ class RtcConnection:
         self.events.put_nowait(raw)
 
     def _on_track(self, track: Any) -> None:
+        from aiortc.jitterbuffer import JitterBuffer
         from aiortc.mediastreams import MediaStreamError
+
+        if self.jitter_frames == 0:  # play each packet as it comes, as Hearth's own receiver does
+            from hearth.server.transports.webrtc import use_packet_per_frame_buffer
+
+            use_packet_per_frame_buffer(self.pc, track)
+        elif self.jitter_frames is not None:  # aiortc holds 4 frames (80 ms); a browser's NetEQ adapts
+            for transceiver in self.pc.getTransceivers():
+                if transceiver.receiver.track is track:
+                    transceiver.receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(  # noqa: SLF001
+                        capacity=16, prefetch=self.jitter_frames)
 
         silence_delta = base64.b64encode(bytes(FRAME)).decode()  # 20 ms of 24 kHz PCM16, for audio_ms
 
@@ -148,7 +160,8 @@ class RtcConnection:
 
 
 @contextlib.asynccontextmanager
-async def rtc_connect(base_url: str, api_key: str, *, loopback: bool) -> AsyncIterator[RtcConnection]:
+async def rtc_connect(base_url: str, api_key: str, *, loopback: bool,
+                      jitter_frames: int | None = None) -> AsyncIterator[RtcConnection]:
     """A WebRTC call to Hearth made with `client.realtime.calls.create`, as a browser's backend would."""
     import aioice.ice
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -163,6 +176,7 @@ async def rtc_connect(base_url: str, api_key: str, *, loopback: bool) -> AsyncIt
     channel.on("open", opened.set)
     pc.addTrack(mic.track)
     conn = RtcConnection(pc, channel, mic)
+    conn.jitter_frames = jitter_frames
     await pc.setLocalDescription(await pc.createOffer())
     client = AsyncOpenAI(base_url=base_url, api_key=api_key or "none")
     started = time.monotonic()

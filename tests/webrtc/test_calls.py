@@ -284,3 +284,23 @@ async def test_loopback_server_offers_only_a_loopback_candidate(server: TestClie
     hangup = await server.post(f"/v1/realtime/calls/{call_id}/hangup", headers={"Authorization": f"Bearer {KEY}"})
     assert hangup.status == 200
     await rtc.close()
+
+
+def test_packet_per_frame_buffer_keeps_order() -> None:
+    from types import SimpleNamespace
+
+    from hearth.server.transports.webrtc import PacketPerFrameBuffer
+
+    buffer = PacketPerFrameBuffer()
+
+    def add(seq: int) -> bytes | None:
+        packet = SimpleNamespace(sequence_number=seq, timestamp=seq * 960, _data=bytes([seq % 256]))
+        frame = buffer.add(packet)[1]
+        return None if frame is None else frame.data
+
+    assert add(65534) == b"\xfe"  # each packet at once
+    assert add(65535) == b"\xff"
+    assert add(65535) is None  # a repeat
+    assert add(1) == b"\x01"  # across the wrap, one lost (0) is skipped
+    assert add(0) is None  # late: dropped, not played out of order
+    assert add(2) == b"\x02"
