@@ -484,6 +484,8 @@ async def create_call(request: web.Request) -> web.Response:
             await pc.setLocalDescription(answer)
         finally:
             _LOOPBACK_ONLY.reset(token)
+        # aiortc renders localDescription from live state: take it now, candidates and all.
+        answer_sdp = pc.localDescription.sdp
     except (ValueError, TypeError, AttributeError, av.error.FFmpegError) as err:
         _LOGGER.info("call offer refused: %s", err)
         ctx.sessions.closed(session)
@@ -493,7 +495,7 @@ async def create_call(request: web.Request) -> web.Response:
     registry.calls[call_id] = call
     _spawn(call, _connect_watchdog(registry, call), "watchdog")
     _LOGGER.info("call %s opened from %s (%s key)", call_id, request.remote, credential.kind)
-    return web.Response(status=201, text=pc.localDescription.sdp, content_type="application/sdp",
+    return web.Response(status=201, text=answer_sdp, content_type="application/sdp",
                         headers={"Location": f"/v1/realtime/calls/{call_id}"})
 
 
