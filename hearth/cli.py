@@ -122,6 +122,9 @@ def _run_server(args: argparse.Namespace) -> int:
         print(f"hearth server: invalid configuration\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
     logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT)
+    from hearth.server import log_escape
+
+    log_escape.install()
     logging.getLogger("hearth").info("configuration: %s", config.source or "defaults")
 
     from hearth.server.main import run

@@ -19,10 +19,11 @@ from .session.interfaces import SpeechEngine
 from .scheduler import FairExecutor
 from .sessions import SessionPolicy, SessionRegistry
 from .tools.registry import ToolRegistry
+from .transports.auth import require_access
 from .transports.client_secrets import create_client_secret
 from .transports.webrtc import add_routes as add_call_routes
 from .transports.webrtc import calls_context
-from .transports.websocket import check_key, realtime_websocket
+from .transports.websocket import realtime_websocket
 
 __all__ = ["EngineFactory", "StartupError", "create_app"]
 
@@ -117,10 +118,7 @@ async def health(request: web.Request) -> web.Response:
 async def timings(request: web.Request) -> web.Response:
     """Stage timestamps of recent turns of live sessions (for bench/latency.py)."""
     ctx = request.app[ServerContext.KEY]
-    offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or None
-    if check_key(ctx.config.server.api_key, offered) is not None:
-        raise web.HTTPUnauthorized(text='{"error": {"message": "Incorrect API key provided."}}',
-                                   content_type="application/json")
+    require_access(request, ctx.config.server)
     sessions = []
     for session in ctx.sessions:
         sessions.append({

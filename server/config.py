@@ -86,6 +86,12 @@ def _origin(value: Any) -> str:
     return value
 
 
+def _host_name(value: Any) -> str:
+    if string(value) != "*" and not re.fullmatch(r"\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?", value):
+        raise vol.Invalid(f"expected a host name like hearth.home.arpa (no scheme or port), got {value!r}")
+    return value.lower()
+
+
 # ----------------------------------------------------------------------------- the server itself
 
 
@@ -140,6 +146,9 @@ class ServerOptions:
                                          unit="seconds")
     cors_origins: tuple[str, ...] = option([], "origins whose browser pages may open Realtime WebSockets",
                                            list_of(_origin))
+    #: The DNS-rebinding defence of a keyless server (server/transports/auth.py).
+    allowed_hosts: tuple[str, ...] = option([], "extra Host names a server without api_key answers to",
+                                            list_of(_host_name))
     tool_timeout_s: float = option(2.5, "a server-side tool (Home Assistant's) that takes longer is apologised for",
                                    number(0.1, 60), unit="seconds")
     limits: LimitsConfig = section(LimitsConfig, "what one session may ask of the server at once")

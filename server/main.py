@@ -11,6 +11,7 @@ from aiohttp import web
 from .app import create_app
 from .config import ServerConfig, TlsOptions
 from .errors import StartupError
+from .transports.auth import RedactingAccessLogger
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ def run(config: ServerConfig) -> None:
     app = create_app(config)
     app.on_startup.append(_announce(ready))
     try:
-        web.run_app(app, host=host, port=port, print=None, shutdown_timeout=5.0, ssl_context=tls)
+        web.run_app(app, host=host, port=port, print=None, shutdown_timeout=5.0, ssl_context=tls,
+                    access_log_class=RedactingAccessLogger)
     except StartupError as err:  # a missing model, a busy port: the message says what to change
         print(f"hearth server: cannot start: {err}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_STARTUP) from None

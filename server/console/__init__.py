@@ -21,6 +21,7 @@ from aiohttp import web
 
 from ..context import ServerContext
 from ..protocol.errors import RealtimeProtocolError
+from ..transports.auth import browser_refusal
 from ..transports.client_secrets import bind_session, error_response, mint
 
 _LOGGER = logging.getLogger(__name__)
@@ -89,7 +90,13 @@ def _static(name: str) -> str:
 
 
 def _same_origin(request: web.Request) -> bool:
-    """State-changing console requests come from the console's own page (no cross-site form posts)."""
+    """State-changing console requests come from the console's own page on this server.
+
+    The Host check (DNS rebinding) comes first; then the Origin must be this server itself
+    (not merely an allowed origin: a cross-site page must not mint keys with the cookie).
+    """
+    if browser_refusal(request, request.app[ServerContext.KEY].config.server) is not None:
+        return False
     origin = request.headers.get("Origin")
     if origin is None:
         return True
@@ -98,7 +105,14 @@ def _same_origin(request: web.Request) -> bool:
         f"{request.url.host}:{request.url.port or (443 if request.secure else 80)}"
 
 
+def _check_host(request: web.Request) -> None:
+    refusal = browser_refusal(request, request.app[ServerContext.KEY].config.server)
+    if refusal is not None:
+        raise web.HTTPForbidden(text=refusal)
+
+
 async def index(request: web.Request) -> web.Response:
+    _check_host(request)
     return web.Response(text=_static("index.html"), content_type="text/html",
                         headers={"Cache-Control": "no-cache", "Content-Security-Policy":
                                  "default-src 'self'; media-src 'self' blob: mediastream:; connect-src 'self'"})
@@ -112,6 +126,7 @@ async def static(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
+    _check_host(request)
     auth = request.app[ConsoleAuth.KEY]
     ctx = request.app[ServerContext.KEY]
     session = ctx.session_defaults

@@ -10,7 +10,7 @@ Status = Literal["completed", "incomplete", "in_progress"]
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     def wire(self) -> dict[str, Any]:
         """The JSON form: None-valued optional fields left out, as upstream does."""

@@ -12,11 +12,12 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .types import Int, JsonValue
 from .voices import MAX_SPEED, MIN_SPEED
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # ---------------------------------------------------------------- audio formats
@@ -25,7 +26,7 @@ class _Strict(BaseModel):
 class AudioPCM(_Strict):
     type: Literal["audio/pcm"] = "audio/pcm"
     # Upstream accepts only 24 kHz and names a lower rate `integer_below_min_value`.
-    rate: Annotated[int, Field(ge=24000, le=24000)] = 24000
+    rate: Annotated[Int, Field(ge=24000, le=24000)] = 24000
 
 
 class AudioPCMU(_Strict):
@@ -53,17 +54,17 @@ class AudioTranscription(_Strict):
     prompt: str | None = None
     languages: list[str] | None = None
     keywords: list[str] | None = None
-    delay: Any | None = None
+    delay: JsonValue | None = None
 
 
 class ServerVad(_Strict):
     type: Literal["server_vad"]
     threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
-    prefix_padding_ms: Annotated[int, Field(ge=0, le=10_000)] = 300
-    silence_duration_ms: Annotated[int, Field(ge=0, le=10_000)] = 500
+    prefix_padding_ms: Annotated[Int, Field(ge=0, le=10_000)] = 300
+    silence_duration_ms: Annotated[Int, Field(ge=0, le=10_000)] = 500
     create_response: bool = True
     interrupt_response: bool = True
-    idle_timeout_ms: Annotated[int, Field(ge=1000, le=600_000)] | None = None
+    idle_timeout_ms: Annotated[Int, Field(ge=1000, le=600_000)] | None = None
 
 
 class SemanticVad(_Strict):
@@ -116,15 +117,16 @@ class FunctionTool(_Strict):
     type: Literal["function"] = "function"
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")]
     description: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: dict[str, JsonValue] | None = None
 
 
 class McpTool(BaseModel):
     """Accepted so clients that list MCP servers are not rejected; see docs (not executed)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     type: Literal["mcp"]
     server_label: str
+    __pydantic_extra__: dict[str, JsonValue]
 
 
 Tool = Annotated[Union[FunctionTool, McpTool], Field(discriminator="type")]
@@ -150,19 +152,19 @@ ToolChoice = Union[
 class TracingConfig(_Strict):
     workflow_name: str | None = None
     group_id: str | None = None
-    metadata: Any | None = None
+    metadata: JsonValue | None = None
 
 
 class RetentionRatio(_Strict):
     type: Literal["retention_ratio"]
     retention_ratio: Annotated[float, Field(ge=0.0, le=1.0)]
-    token_limits: dict[str, Any] | None = None
+    token_limits: dict[str, JsonValue] | None = None
 
 
 class Prompt(_Strict):
     id: str
     version: str | None = None
-    variables: dict[str, Any] | None = None
+    variables: dict[str, JsonValue] | None = None
 
 
 class Reasoning(_Strict):
@@ -172,7 +174,23 @@ class Reasoning(_Strict):
 # ---------------------------------------------------------------- sessions
 
 
-class RealtimeSession(_Strict):
+class _EchoedSession(_Strict):
+    def wire(self) -> dict[str, Any]:
+        """The session as `session.created` / `session.updated` carry it.
+
+        Unset optional fields are left out, as upstream does (pipecat's parser, for one,
+        cannot take `"language": null`). Only `audio.input.turn_detection` keeps its
+        `null`: there it means "manual turns", where leaving it out would mean the default
+        (server VAD). Client data (tool schemas, metadata) is echoed as sent, nulls included.
+        """
+        data = self.model_dump(mode="json", exclude_none=True)
+        audio_input = data.get("audio", {}).get("input")
+        if audio_input is not None:
+            audio_input.setdefault("turn_detection", None)  # only left out when it was None
+        return data
+
+
+class RealtimeSession(_EchoedSession):
     """The effective state of a speech-to-speech session."""
 
     type: Literal["realtime"]
@@ -185,16 +203,16 @@ class RealtimeSession(_Strict):
     include: list[Literal["item.input_audio_transcription.logprobs"]] | None = None
     tools: list[Tool] = Field(default_factory=list)
     tool_choice: ToolChoice = "auto"
-    max_output_tokens: Annotated[int, Field(ge=1, le=4096)] | Literal["inf"] = "inf"
+    max_output_tokens: Annotated[Int, Field(ge=1, le=4096)] | Literal["inf"] = "inf"
     tracing: Literal["auto"] | TracingConfig | None = None
     truncation: Literal["auto", "disabled"] | RetentionRatio = "auto"
     prompt: Prompt | None = None
     reasoning: Reasoning | None = None
     parallel_tool_calls: bool | None = None
-    expires_at: int = 0
+    expires_at: Int = 0
 
 
-class TranscriptionSession(_Strict):
+class TranscriptionSession(_EchoedSession):
     """A transcription-only session (`?intent=transcription`)."""
 
     type: Literal["transcription"]
@@ -202,7 +220,7 @@ class TranscriptionSession(_Strict):
     id: str = ""
     audio: TranscriptionAudio = Field(default_factory=TranscriptionAudio)
     include: list[Literal["item.input_audio_transcription.logprobs"]] | None = None
-    expires_at: int = 0
+    expires_at: Int = 0
 
 
 #: Keys whose values merge recursively on `session.update`; every other value is replaced whole.

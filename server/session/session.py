@@ -193,7 +193,7 @@ class RealtimeSession:
         self._error(error)
 
     def session_wire(self) -> dict[str, Any]:
-        return self.config.model_dump(mode="json", exclude_none=False)
+        return self.config.wire()
 
     # ================================================================ the port: client events
 

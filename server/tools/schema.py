@@ -8,6 +8,7 @@ cannot recurse without end.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -72,6 +73,36 @@ def schema_enum(schema: Any, depth: int = 0) -> list[str]:
     for sub in subschemas(schema):
         values.extend(schema_enum(sub, depth + 1))
     return list(dict.fromkeys(values))
+
+
+def schema_fallback(schema: Any) -> tuple[bool, Any]:
+    """(True, value) for a parameter a call may send without the sentence filling it.
+
+    The value is the schema's `default`, else None where the schema allows null. Strict
+    schemas list every parameter as required and mark the optional ones this way:
+    openai-agents' `function_tool` (`"default": "light"`, or `anyOf [..., {"type": "null"}]`
+    for `str | None = None`) and zod's `.nullable()` / `.default()` (`"type": ["string",
+    "null"]`). (False, None) when the parameter must come from the sentence.
+    """
+    if not isinstance(schema, Mapping):
+        return False, None
+    if "default" in schema:
+        return True, copy.deepcopy(schema["default"])
+    return (True, None) if _nullable(schema) else (False, None)
+
+
+def _nullable(schema: Any, depth: int = 0) -> bool:
+    if not isinstance(schema, Mapping) or depth > MAX_DEPTH:
+        return False
+    kind = schema.get("type")
+    if kind == "null" or (isinstance(kind, list) and "null" in kind) or schema.get("nullable") is True:
+        return True
+    if "const" in schema and schema["const"] is None:
+        return True
+    if isinstance(schema.get("enum"), list) and None in schema["enum"]:
+        return True
+    return any(_nullable(sub, depth + 1) for key in ("anyOf", "oneOf")
+               for sub in (schema.get(key) if isinstance(schema.get(key), list) else []))
 
 
 def subschemas(schema: Mapping[str, Any]) -> Iterator[Any]:

@@ -26,6 +26,7 @@ from ..protocol.ids import new_id
 from ..protocol.session_config import RealtimeSession as RealtimeConfig
 from ..protocol.session_config import TranscriptionSession as TranscriptionConfig
 from ..protocol.session_config import merge_update
+from .auth import browser_refusal, check_key, offered_key
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -128,10 +129,6 @@ def _invalid_key(offered: str) -> RealtimeProtocolError:
     return RealtimeProtocolError(message=f"Incorrect API key provided: {shown}.", code="invalid_api_key")
 
 
-def _missing_key() -> RealtimeProtocolError:
-    return RealtimeProtocolError(message="Missing bearer or basic authentication in header.", code=None)
-
-
 def authenticate(api_key: str | None, store: ClientSecretStore, offered: str | None, *,
                  ephemeral: bool = True) -> Credential | RealtimeProtocolError:
     """Check an offered key against the API key and the live ephemeral keys.
@@ -146,20 +143,10 @@ def authenticate(api_key: str | None, store: ClientSecretStore, offered: str | N
                                          "use the API key.", code="invalid_api_key")
         found = store.check(offered)
         return found if isinstance(found, RealtimeProtocolError) else Credential("ephemeral", found)
-    if api_key is None:
-        return Credential("open")
-    if not offered:
-        return _missing_key()
-    if not hmac.compare_digest(api_key.encode(), offered.encode()):
-        return _invalid_key(offered)
-    return Credential("api_key")
-
-
-def bearer(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    if not header.lower().startswith("bearer "):
-        return None
-    return header[7:].strip() or None
+    failure = check_key(api_key, offered)
+    if failure is not None:
+        return failure
+    return Credential("open" if api_key is None else "api_key")
 
 
 def error_body(error: RealtimeProtocolError) -> dict[str, Any]:
@@ -172,9 +159,13 @@ def error_response(error: RealtimeProtocolError, status: int) -> web.Response:
 
 
 def authenticate_request(request: web.Request, *, ephemeral: bool = True) -> Credential:
-    """`authenticate` for a REST request; raises upstream's 401 when refused."""
+    """The host/origin rules and `authenticate` for a REST request; raises 403 or upstream's 401."""
     ctx = request.app[ServerContext.KEY]
-    result = authenticate(ctx.config.server.api_key, request.app[ClientSecretStore.KEY], bearer(request),
+    refusal = browser_refusal(request, ctx.config.server)
+    if refusal is not None:
+        raise web.HTTPForbidden(text=json.dumps(error_body(RealtimeProtocolError(message=refusal))),
+                                content_type="application/json")
+    result = authenticate(ctx.config.server.api_key, request.app[ClientSecretStore.KEY], offered_key(request),
                           ephemeral=ephemeral)
     if isinstance(result, RealtimeProtocolError):
         raise web.HTTPUnauthorized(text=json.dumps(error_body(result)), content_type="application/json")

@@ -404,11 +404,7 @@ async def _read_offer(request: web.Request) -> tuple[str, dict[str, Any] | None]
 
 async def create_call(request: web.Request) -> web.Response:
     """`POST /v1/realtime/calls`: answer the offer (201, SDP, Location) and start the call's session."""
-    from .websocket import origin_allowed
-
-    if not origin_allowed(request):
-        raise web.HTTPForbidden(text="Origin not allowed; add it to server.cors_origins.")
-    credential = authenticate_request(request)
+    credential = authenticate_request(request)  # host, origin and key
     ctx = request.app[ServerContext.KEY]
     registry = request.app[CallRegistry.KEY]
     offer = await _read_offer(request)

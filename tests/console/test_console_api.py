@@ -36,6 +36,10 @@ async def test_page_is_self_contained(tmp_path: Path) -> None:
             text = (await body.text()).replace("http://www.w3.org/2000/svg", "").replace("over https://", "")
             assert "://" not in text, ref  # nothing fetched from elsewhere
         assert (await client.get("/console/secrets.txt")).status == 404
+        # A keyless server's console is not reachable through a rebound DNS name.
+        assert (await client.get("/", headers={"Host": "rebind.example"})).status == 403
+        assert (await client.post("/console/api/client-secret", json={},
+                                  headers={"Host": "rebind.example"})).status == 403
         status = await (await client.get("/console/api/status")).json()
         assert status["sign_in_required"] is False and status["signed_in"] is True
         # No key configured: the page gets an ephemeral key with its settings bound.

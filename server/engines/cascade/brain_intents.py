@@ -45,6 +45,7 @@ from hearth.server.session.interfaces import (
     OutputText,
     ResponseRequest,
 )
+from hearth.server.tools.schema import schema_fallback
 
 from .brain_intents_names import (
     HomeNames,
@@ -291,11 +292,29 @@ def build_arguments(result: RecognizeResult, parameters: Mapping[str, Any],
         prop = properties.get(key)
         if isinstance(prop, Mapping) and (fitted := _fit(value, prop)) is not _MISMATCH:
             arguments[key] = fitted
-    missing = [key for key in required if key not in arguments]
-    if missing:
-        return None, f"I don't know the {missing[0]}"
+    missing = fill_unfilled(arguments, required, properties)
+    if missing is not None:
+        return None, f"I don't know the {missing}"
     order = {key: i for i, key in enumerate(properties)}
     return dict(sorted(arguments.items(), key=lambda kv: order.get(kv[0], len(order)))), None
+
+
+def fill_unfilled(arguments: dict[str, Any], required: Sequence[str],
+                  properties: Mapping[str, Any]) -> str | None:
+    """Give each required parameter the sentence left empty its default (or null).
+
+    Strict tool schemas (openai-agents, @openai/agents-realtime) require every parameter
+    and mark the optional ones with a default or a null type; without this no call could
+    be made from them. Returns the first required parameter that cannot be filled, or None.
+    """
+    for key in required:
+        if key in arguments:
+            continue
+        fillable, value = schema_fallback(properties.get(key))
+        if not fillable:
+            return key
+        arguments[key] = value
+    return None
 
 
 def _fit(value: Any, schema: Mapping[str, Any]) -> Any:
