@@ -31,6 +31,7 @@ import yaml
 
 from .discovery_options import DiscoveryConfig
 from .engines.cascade.options import CascadeConfig
+from .engines.relay.options import RelayConfig
 from .mqtt.options import EmbeddedBrokerConfig, MqttConfig, MqttTlsConfig, SatelliteSettings
 from .options import (
     REQUIRED,
@@ -230,10 +231,10 @@ class SessionDefaults:
 # ----------------------------------------------------------------------------- the whole file
 
 #: `engine.type` -> its option class. `server/engines/factory.py` holds the builders.
-ENGINES: Mapping[str, type] = {"cascade": CascadeConfig}
+ENGINES: Mapping[str, type] = {"cascade": CascadeConfig, "relay": RelayConfig}
 
-#: What `engine` holds: one of the classes in `ENGINES` (a Union once there are several).
-EngineConfig = CascadeConfig
+#: What `engine` holds: one of the classes in `ENGINES`.
+EngineConfig = CascadeConfig | RelayConfig
 
 
 @dataclass(frozen=True)
@@ -242,7 +243,8 @@ class ServerConfig:
     log_level: str = option("info", "debug, info, warning, error or critical", one_of(*LOG_LEVELS, ignore_case=True))
     session: SessionDefaults = section(SessionDefaults, "defaults of every new Realtime session")
     engine: EngineConfig = option({}, "the speech engine",
-                                  tagged(ENGINES, "cascade", "speech engine: cascade (local models)"))
+                                  tagged(ENGINES, "cascade", "speech engine: cascade (local models) or relay "
+                                         "(an upstream Realtime server)"))
     mqtt: MqttConfig = section(MqttConfig, "satellites over MQTT: broker, bridge, per-satellite settings")
     discovery: DiscoveryConfig = section(DiscoveryConfig, "zeroconf advertisement of this server")
     #: The file this came from (None: defaults and overrides only); not an option.
@@ -362,11 +364,13 @@ def _check(config: ServerConfig, path: Path | None) -> None:
     """Rules across sections, which the per-key schema cannot see."""
     errors: list[tuple[str, str]] = []
     voice = config.session.voice
-    if voice not in VOICES and voice not in config.engine.tts.voices:
+    tts = getattr(config.engine, "tts", None)
+    own_voices = tts.voices if tts is not None else {}  # the relay's voices are the upstream's
+    if voice not in VOICES and voice not in own_voices:
         errors.append(("session.voice", f"unknown voice {voice!r}: use one of {', '.join(VOICES)} "
                        "or a name defined in engine.tts.voices"))
     for sat_id, sat in config.mqtt.satellites.items():
-        if sat.voice is not None and sat.voice not in VOICES and sat.voice not in config.engine.tts.voices:
+        if sat.voice is not None and sat.voice not in VOICES and sat.voice not in own_voices:
             errors.append((f"mqtt.satellites.{sat_id}.voice", f"unknown voice {sat.voice!r}: use one of "
                            f"{', '.join(VOICES)} or a name defined in engine.tts.voices"))
     broker = config.mqtt.broker

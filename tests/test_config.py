@@ -164,6 +164,44 @@ def test_api_key_is_not_in_repr(tmp_path: Path) -> None:
     assert "s3cret-key" not in repr(config)
 
 
+def test_llm_brain_options(tmp_path: Path) -> None:
+    (tmp_path / "llm.key").write_text("sk-file\n")
+    config = load_text(tmp_path, """
+engine:
+  brain:
+    type: auto
+    satellites: {kitchen: intents}
+    llm: {base_url: "http://127.0.0.1:11434/v1/", model: "llama3.2:3b", api_key: sk-s3cret,
+          api_key_file: llm.key, first_token_timeout_s: 4, extra_body: {top_p: 0.9}}
+""")
+    brain = config.engine.brain
+    assert brain.type == "auto" and brain.satellites == {"kitchen": "intents"}
+    assert brain.llm.base_url == "http://127.0.0.1:11434/v1" and brain.llm.model == "llama3.2:3b"
+    assert brain.llm.api_key_file == tmp_path / "llm.key" and brain.llm.first_token_timeout_s == 4
+    assert brain.llm.extra_body == {"top_p": 0.9} and brain.llm.max_retries == 0
+    assert "sk-s3cret" not in repr(config)
+    assert load_text(tmp_path, "engine: {brain: {type: auto}}").engine.brain.llm is None
+    relay = load_text(tmp_path, "engine: {type: relay, upstream: {base_url: 'https://api.openai.com/v1', "
+                                "api_key: sk-up, voice: marin}}").engine
+    assert relay.type == "relay" and relay.upstream.model == "gpt-realtime" and relay.upstream.voice == "marin"
+    assert "sk-up" not in repr(relay)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("engine: {brain: {type: llm}}", "engine.brain.llm: required"),
+    ("engine: {brain: {type: auto, llm: {model: m}}}", "engine.brain.llm.base_url: required"),
+    ("engine: {brain: {type: llm, llm: {base_url: ollama:11434, model: m}}}",
+     "engine.brain.llm.base_url: expected an http(s) URL"),
+    ("engine: {brain: {type: gpt}}", "engine.brain.type: expected one of intents, llm, auto"),
+    ("engine: {brain: {type: auto, satellites: {kitchen: smart}}}", "engine.brain.satellites.kitchen: expected one of"),
+    ("engine: {brain: {llm: {base_url: http://x/v1, model: m}}}", "engine.brain.llm: unknown option"),
+    ("engine: {type: relay}", "engine.upstream: required"),
+    ("engine: {type: relay, upstream: {base_url: http://x/v1}, stt: {}}", "engine.stt: unknown option"),
+])
+def test_bad_llm_brain_options(tmp_path: Path, text: str, expected: str) -> None:
+    assert expected in error_of(tmp_path, text)
+
+
 def test_session_defaults_validate_as_an_sdk_session() -> None:
     realtime = pytest.importorskip("openai.types.realtime")
     session = load_config(None).session.as_session()
@@ -258,7 +296,7 @@ BAD_VALUES = [
     ("session: {turn_detection: {type: server_vad, eagerness: low}}", "session.turn_detection.eagerness: unknown option"),
     ("session: {input_transcription: {model: 1}}", "session.input_transcription.model: expected a string"),
     ("session: {input_transcription: {lang: en}}", "session.input_transcription.lang: unknown option"),
-    ("engine: {type: relay}", "engine.type: expected one of cascade"),
+    ("engine: {type: realtime}", "engine.type: expected one of cascade, relay"),
     ("engine: {workers: 0}", "engine.workers: value must be at least 1"),
     ("engine: {stt: {beam_size: x}}", "engine.stt.beam_size: expected int"),
     ("engine: {stt: {beam_size: true}}", "engine.stt.beam_size: expected int"),
@@ -272,7 +310,7 @@ BAD_VALUES = [
     ("engine: {tts: {default_voice: missing.onnx}}", "engine.tts.default_voice: file not found"),
     ("engine: {tts: {voices: {alloy: missing.onnx}}}", "engine.tts.voices.alloy: file not found"),
     ("engine: {tts: {threads: 0}}", "engine.tts.threads: value must be at least 1"),
-    ("engine: {brain: {type: llm}}", "engine.brain.type: expected one of intents"),
+    ("engine: {brain: {type: smart}}", "engine.brain.type: expected one of intents, llm, auto"),
     ("engine: {brain: {names: [{domain: light}]}}", "engine.brain.names[0].name: required"),
     ("engine: {brain: {names: [{name: Lamp, room: Kitchen}]}}", "engine.brain.names[0].room: unknown option"),
     ("engine: {brain: {areas: [1]}}", "engine.brain.areas[0]: expected a string"),
@@ -460,11 +498,12 @@ def _yaml_blocks() -> list[str]:
     return re.findall(r"```yaml\n(.*?)```", DOCS.read_text(), flags=re.S)
 
 
-@pytest.mark.parametrize("index", range(2))
+@pytest.mark.parametrize("index", range(4))
 def test_docs_examples_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, index: int) -> None:
     blocks = _yaml_blocks()
-    assert len(blocks) == 2
+    assert len(blocks) == 4
     monkeypatch.setenv(API_KEY_ENV, "example-key")  # the house example binds 0.0.0.0
+    (tmp_path / "openai.key").write_text("sk-example\n")  # the OpenAI example's key file
     load_text(tmp_path, blocks[index])
 
 

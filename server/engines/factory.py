@@ -8,6 +8,7 @@ Model libraries are imported here only when an engine is built.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
@@ -15,7 +16,10 @@ from typing import Any
 from ..config import ServerConfig
 from ..errors import StartupError
 from ..session.interfaces import SpeechEngine
-from .cascade.options import CascadeConfig, IntentsConfig
+from .cascade.options import AutoConfig, BrainConfig, CascadeConfig, IntentsConfig, LlmBrainConfig
+from .relay.options import RelayConfig
+
+_LOGGER = logging.getLogger(__name__)
 
 
 def build_engine(config: ServerConfig, executor: Executor) -> SpeechEngine:
@@ -42,10 +46,47 @@ def _intents(brain: IntentsConfig) -> Any:
         raise StartupError(f"engine.brain.language: {err}") from err
 
 
+def _llm(brain: LlmBrainConfig) -> Any:
+    from .cascade.brain_llm import LlmBrain
+
+    try:
+        return LlmBrain(brain.llm)
+    except ValueError as err:  # an unreadable key file
+        raise StartupError(f"engine.brain.llm: {err}") from err
+
+
+def _auto(brain: AutoConfig) -> Any:
+    intents = _intents(brain.intents())  # type: ignore[arg-type]
+    if brain.llm is None:
+        _LOGGER.warning("brain auto: no engine.brain.llm is configured, so this is the intents brain alone "
+                        "(what the intents decline gets a short sorry)")
+        return intents
+    from .cascade.brain_auto import AutoBrain
+
+    _LOGGER.info("brain auto: intents first, then %s at %s", brain.llm.model, brain.llm.base_url)
+    return AutoBrain(intents, _llm(LlmBrainConfig(llm=brain.llm)), satellites=dict(brain.satellites))  # type: ignore[arg-type]
+
+
+def build_brain(brain: BrainConfig) -> Any:
+    """The brain `engine.brain` describes."""
+    return BRAIN_BUILDERS[brain.type](brain)
+
+
+def _relay(engine: RelayConfig, executor: Executor) -> SpeechEngine:
+    from .cascade.vad import SileroVad
+    from .relay.engine import RelayEngine
+
+    model_path = engine.vad.model_path
+    try:
+        return RelayEngine(engine.upstream, vad_factory=lambda: SileroVad(model_path))
+    except ValueError as err:  # an unreadable key file
+        raise StartupError(f"engine.upstream: {err}") from err
+
+
 #: `engine.type` -> the builder of that engine (the schema admits only these keys).
-ENGINE_BUILDERS: dict[str, Callable[[Any, Executor], SpeechEngine]] = {"cascade": _cascade}
+ENGINE_BUILDERS: dict[str, Callable[[Any, Executor], SpeechEngine]] = {"cascade": _cascade, "relay": _relay}
 #: `engine.brain.type` -> the builder of that brain.
-BRAIN_BUILDERS: dict[str, Callable[[Any], Any]] = {"intents": _intents}
+BRAIN_BUILDERS: dict[str, Callable[[Any], Any]] = {"intents": _intents, "llm": _llm, "auto": _auto}
 
 
 def session_defaults(config: ServerConfig) -> dict[str, Any]:

@@ -371,8 +371,8 @@ class InputStage:
             return None
         pipe = StreamResampler(entry.audio_rate, PIPELINE_RATE).process(entry.audio, last=True)
         task = self.hooks.spawn(
-            self._transcribe_item(entry.id, pipe.astype(np.float32) / 32768.0, None, TurnTimings()), "transcribe",
-            "bulk")
+            self._transcribe_item(entry.id, pipe.astype(np.float32) / 32768.0, None, TurnTimings(), entry),
+            "transcribe", "bulk")
         self.transcripts[entry.id] = task
         return task
 
@@ -380,8 +380,10 @@ class InputStage:
         self.transcripts.pop(item_id, None)
 
     async def _transcribe_item(
-        self, item_id: str, audio: np.ndarray, spec: _Speculation | None, timings: TurnTimings
+        self, item_id: str, audio: np.ndarray, spec: _Speculation | None, timings: TurnTimings,
+        entry: Entry | None = None,
     ) -> Transcript | None:
+        """`entry`: the item itself when it is not in the conversation (a response's `input`)."""
         config = self._cfg.transcription
         try:
             transcript = await spec.task if spec is not None else await self._transcribe(audio, timings)
@@ -391,7 +393,7 @@ class InputStage:
                 self.hooks.emit(ev.TranscriptionFailed(item_id=item_id, content_index=0, error={
                     "type": "transcription_error", "code": "transcription_failed", "message": str(err), "param": None}))
             return None
-        entry = self.conversation.get(item_id)
+        entry = self.conversation.get(item_id) or entry
         if entry is not None:
             set_transcript(entry, transcript.text)
         if config is not None:

@@ -206,6 +206,19 @@ class OutputUsage:
 ResponseChunk = OutputText | OutputAudio | OutputFunctionCall | OutputUsage
 
 
+class EngineFailure(Exception):
+    """An engine could not finish a reply for a reason the client can act on (an upstream error).
+
+    The response ends with status `failed` and `status_details.error` holding `code` and
+    `message`; the session goes on.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 @dataclass(frozen=True)
 class Declined:
     """A brain's typed "not mine": no match, with the reason and what to say if nobody else answers."""

@@ -26,6 +26,7 @@ from ..protocol.items import FunctionCallOutput
 from .conversation import Conversation, Entry
 from .interfaces import (
     ContextItem,
+    EngineFailure,
     EngineSession,
     ItemAudio,
     MediaSink,
@@ -198,6 +199,11 @@ class Responses:
         except asyncio.CancelledError:
             builder.finish("cancelled", {"type": "cancelled", "reason": "client_cancelled"})
             raise
+        except EngineFailure as err:  # an upstream the client can act on: its code and message
+            _LOGGER.warning("session %s: response %s failed: %s (%s)", self.hooks.session_id, builder.id,
+                            err.message, err.code)
+            builder.finish("failed", {"type": "failed", "error": {
+                "type": "server_error", "code": err.code, "message": err.message}})
         except Exception as err:  # an engine failure ends this response, not the session
             _LOGGER.exception("session %s: response %s failed", self.hooks.session_id, builder.id)
             builder.finish("failed", {"type": "failed", "error": {

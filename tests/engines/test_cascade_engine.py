@@ -27,6 +27,7 @@ from hearth.server.session.interfaces import (
     OutputAudio,
     OutputFunctionCall,
     OutputText,
+    OutputUsage,
     ResponseChunk,
     ResponseRequest,
     TranscriptionRequest,
@@ -80,7 +81,7 @@ def shape(chunks: list[ResponseChunk]) -> str:
     """T for text, A for a run of audio chunks, F for a function call."""
     out = ""
     for chunk in chunks:
-        letter = {OutputText: "T", OutputAudio: "A", OutputFunctionCall: "F"}[type(chunk)]
+        letter = {OutputText: "T", OutputAudio: "A", OutputFunctionCall: "F", OutputUsage: "U"}[type(chunk)]
         if not (letter == "A" and out.endswith("A")):
             out += letter
     return out
@@ -177,6 +178,26 @@ async def test_closing_mid_reply_stops_promptly(transcriber, synthesizer) -> Non
     assert brain.closed.is_set()
     assert cascade_tasks() == []
     assert synthesizer.active_streams == 0
+
+
+async def test_text_before_a_failure_is_spoken_whole(transcriber, synthesizer) -> None:
+    # An apology without a trailing space is still a sentence once the brain has failed.
+    brain = ScriptedBrain([OutputText("Sorry, the model is busy.")], error=RuntimeError("upstream 429"))
+    chunks: list[ResponseChunk] = []
+    with pytest.raises(RuntimeError, match="upstream 429"):
+        async for chunk in engine(brain, transcriber, synthesizer).respond(request("audio")):
+            chunks.append(chunk)
+    assert shape(chunks) == "TA"
+
+
+async def test_measured_usage_goes_out_after_the_text(transcriber, synthesizer) -> None:
+    usage = OutputUsage(input_tokens=3, output_tokens=4)
+    brain = ScriptedBrain([OutputText("Here it "), usage, OutputText("is.")])
+    chunks = [c async for c in engine(brain, transcriber, synthesizer).respond(request("audio"))]
+    assert shape(chunks) == "TAU" and chunks[-1] == usage
+    written = [c async for c in engine(ScriptedBrain([OutputText("Hi."), usage]), transcriber, synthesizer)
+               .respond(request("text"))]
+    assert written == [OutputText("Hi."), usage]
 
 
 async def test_brain_failure_ends_the_response_with_its_error(transcriber, synthesizer) -> None:

@@ -6,7 +6,6 @@ and the session echo (validated against the `openai` SDK's session types, no uns
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path

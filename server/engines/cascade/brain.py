@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from hearth.server.session.interfaces import Declined, OutputFunctionCall, OutputText, ResponseRequest
+from hearth.server.session.interfaces import Declined, OutputFunctionCall, OutputText, OutputUsage, ResponseRequest
 
-#: What a brain emits: reply text deltas and complete function calls, or a single decline.
-BrainEvent = OutputText | OutputFunctionCall | Declined
+#: What a brain emits: reply text deltas and complete function calls, or a single decline;
+#: a brain that measured its tokens (an LLM endpoint's usage) adds `OutputUsage`.
+BrainEvent = OutputText | OutputFunctionCall | OutputUsage | Declined
 
 
 class Brain(Protocol):

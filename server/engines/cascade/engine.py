@@ -35,6 +35,7 @@ from hearth.server.session.interfaces import (
     OutputAudio,
     OutputFunctionCall,
     OutputText,
+    OutputUsage,
     ResponseChunk,
     ResponseRequest,
     Transcript,
@@ -64,17 +65,23 @@ T = TypeVar("T")
 
 
 class CascadeSession:
-    """One conversation on the cascade: its own VAD state, the engine's models."""
+    """One conversation on the cascade: its own VAD state, the engine's models.
+
+    A brain with `for_satellite(satellite_id)` (the auto brain) gives a satellite's
+    sessions the brain configured for that satellite.
+    """
 
     def __init__(self, engine: CascadeEngine, info: EngineSessionInfo) -> None:
         self.info = info
         self.vad = engine.new_vad()
         self.transcriber = engine
         self._engine = engine
+        choose = getattr(engine.brain, "for_satellite", None)
+        self.brain: Brain = choose(info.satellite_id) if choose is not None else engine.brain
 
     def respond(self, request: ResponseRequest, *, on_mark: MarkCallback | None = None
                 ) -> AsyncIterator[ResponseChunk]:
-        return self._engine.respond(request, on_mark=on_mark)
+        return self._engine.respond(request, on_mark=on_mark, brain=self.brain)
 
     def close(self) -> None:
         self.vad.reset()
@@ -91,7 +98,7 @@ class CascadeEngine:
         vad_model_path: str | Path | None = None,
     ) -> None:
         """Receives built stages; the composition root decides models and executors."""
-        self._brain = brain
+        self.brain = brain
         self._transcriber = transcriber
         self._synthesizer = synthesizer
         self._vad_model_path = vad_model_path
@@ -113,34 +120,40 @@ class CascadeEngine:
         return CascadeSession(self, info)
 
     async def close(self) -> None:
-        """Nothing to release: the composition root owns the worker pool the models run in."""
+        """Close the brain's connections (an LLM's HTTP pool); the composition root owns the workers."""
+        close = getattr(self.brain, "close", None)
+        if close is not None:
+            await close()
 
     async def respond(
-        self, request: ResponseRequest, *, on_mark: MarkCallback | None = None
+        self, request: ResponseRequest, *, on_mark: MarkCallback | None = None, brain: Brain | None = None
     ) -> AsyncIterator[ResponseChunk]:
         """Stream the reply: per sentence its text, then its audio; calls pass through.
 
         With ["text"] modalities the brain's deltas pass through unchanged. The
         OutputText pieces always join to exactly the brain's text. `on_mark`, if
         given, is called once per MARK_* stage with its `time.monotonic()`
-        timestamp, for benchmarks and logs.
+        timestamp, for benchmarks and logs. `brain` replaces the engine's brain (a
+        session's own).
         """
         marks = _Marks(on_mark)
+        thinker = brain or self.brain
         if "audio" in request.output_modalities:
-            stream = self._spoken(request, marks)
+            stream = self._spoken(request, marks, thinker)
         else:
-            stream = self._written(request, marks)
+            stream = self._written(request, marks, thinker)
         async with _closing(stream):
             async for chunk in stream:
                 yield chunk
         marks.once(MARK_DONE)
 
-    async def _brain_events(self, request: ResponseRequest) -> AsyncIterator[OutputText | OutputFunctionCall]:
+    async def _brain_events(self, request: ResponseRequest, brain: Brain
+                            ) -> AsyncIterator[OutputText | OutputFunctionCall | OutputUsage]:
         """The brain's stream, with a decline spoken as its reply and `say` spoken as given."""
         if request.say is not None:
             yield OutputText(request.say)
             return
-        events = self._brain.respond(request)
+        events = brain.respond(request)
         async with _closing(events):
             async for event in events:
                 if isinstance(event, Declined):
@@ -149,17 +162,17 @@ class CascadeEngine:
                     return
                 yield event
 
-    async def _written(self, request: ResponseRequest, marks: _Marks) -> AsyncIterator[ResponseChunk]:
-        events = self._brain_events(request)
+    async def _written(self, request: ResponseRequest, marks: _Marks, brain: Brain) -> AsyncIterator[ResponseChunk]:
+        events = self._brain_events(request, brain)
         async with _closing(events):
             async for event in events:
                 marks.once(MARK_BRAIN_FIRST)
                 yield event
         marks.once(MARK_BRAIN_DONE)
 
-    async def _spoken(self, request: ResponseRequest, marks: _Marks) -> AsyncIterator[ResponseChunk]:
-        queue: asyncio.Queue[str | OutputFunctionCall | _BrainEnd] = asyncio.Queue()
-        thinking = asyncio.create_task(self._think(request, queue, marks), name="cascade-brain")
+    async def _spoken(self, request: ResponseRequest, marks: _Marks, brain: Brain) -> AsyncIterator[ResponseChunk]:
+        queue: asyncio.Queue[str | OutputFunctionCall | OutputUsage | _BrainEnd] = asyncio.Queue()
+        thinking = asyncio.create_task(self._think(request, queue, marks, brain), name="cascade-brain")
         try:
             while True:
                 item = await queue.get()
@@ -167,7 +180,7 @@ class CascadeEngine:
                     if item.error is not None:
                         raise item.error
                     return
-                if isinstance(item, OutputFunctionCall):
+                if isinstance(item, OutputFunctionCall | OutputUsage):
                     yield item
                     continue
                 yield OutputText(delta=item)
@@ -184,13 +197,19 @@ class CascadeEngine:
     async def _think(
         self,
         request: ResponseRequest,
-        queue: asyncio.Queue[str | OutputFunctionCall | _BrainEnd],
+        queue: asyncio.Queue[str | OutputFunctionCall | OutputUsage | _BrainEnd],
         marks: _Marks,
+        brain: Brain,
     ) -> None:
-        """Thinking stage: brain events -> sentences and calls on `queue`, then an end marker."""
+        """Thinking stage: brain events -> sentences and calls on `queue`, then an end marker.
+
+        Measured usage goes out after the text it counts; text a failing brain streamed
+        before its error (its apology) is spoken before the error ends the response.
+        """
         splitter = SentenceSplitter()
+        usage: list[OutputUsage] = []
         try:
-            events = self._brain_events(request)
+            events = self._brain_events(request, brain)
             async with _closing(events):
                 async for event in events:
                     marks.once(MARK_BRAIN_FIRST)
@@ -198,6 +217,8 @@ class CascadeEngine:
                         for sentence in splitter.feed(event.delta):
                             marks.once(MARK_FIRST_SENTENCE)
                             queue.put_nowait(sentence)
+                    elif isinstance(event, OutputUsage):
+                        usage.append(event)
                     else:
                         # Text before a call is spoken before the call goes out.
                         for sentence in splitter.flush():
@@ -207,8 +228,12 @@ class CascadeEngine:
             for sentence in splitter.flush():
                 marks.once(MARK_FIRST_SENTENCE)
                 queue.put_nowait(sentence)
+            for measured in usage:
+                queue.put_nowait(measured)
             marks.once(MARK_BRAIN_DONE)
         except Exception as exc:  # re-raised by the consuming side
+            for sentence in splitter.flush():
+                queue.put_nowait(sentence)
             queue.put_nowait(_BrainEnd(exc))
         else:
             queue.put_nowait(_BrainEnd(None))

@@ -10,6 +10,7 @@ A new brain is an option class with `type = tag("<name>")` and one entry in `BRA
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +27,13 @@ from hearth.server.options import (
     list_of,
     mapping_of,
     non_empty,
+    number,
     one_of,
     option,
     relative_path,
     schema_of,
     section,
+    string,
     tag,
     tagged,
 )
@@ -47,6 +50,10 @@ COMPUTE_TYPES = (
     "default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
     "int16", "float16", "bfloat16", "float32",
 )  # fmt: skip
+
+
+def _any(value: Any) -> Any:
+    return value
 
 
 def whisper_model(value: Any) -> str | None:
@@ -157,11 +164,99 @@ class IntentsConfig:
     floors: Sequence[str] = option([], "floor names known besides the client's", list_of(non_empty))
 
 
-#: `engine.brain.type` -> its option class. `server/engines/factory.py` holds the builders.
-BRAINS: Mapping[str, type] = {"intents": IntentsConfig}
+def http_url(value: Any) -> str:
+    """An http(s) URL such as `http://127.0.0.1:11434/v1` (a trailing slash dropped)."""
+    if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", non_empty(value)):
+        raise vol.Invalid(f"expected an http(s) URL like http://127.0.0.1:11434/v1, got {value!r}")
+    return value.rstrip("/")
 
-#: What `engine.brain` holds: one of the classes in `BRAINS` (a Union once there are several).
-BrainConfig = IntentsConfig
+
+def read_key(api_key: str | None, api_key_file: Path | str | None, owner: str) -> str:
+    """An API key: the key itself, else the file's content, else a placeholder local servers ignore."""
+    if api_key:
+        return api_key
+    if api_key_file:
+        path = Path(api_key_file).expanduser()
+        try:
+            key = path.read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise ValueError(f"{owner}: cannot read api_key_file {str(path)!r}: {err.strerror}") from err
+        if not key:
+            raise ValueError(f"{owner}: api_key_file {str(path)!r} is empty")
+        return key
+    return "no-key"
+
+
+@dataclass(frozen=True)
+class LlmConfig:
+    """An OpenAI-compatible Chat Completions endpoint (`brain_llm.py`): `engine.brain.llm`."""
+
+    #: The endpoint's root, the part before `/chat/completions`.
+    base_url: str = option(REQUIRED, "the endpoint's OpenAI-compatible root, e.g. http://127.0.0.1:11434/v1",
+                           http_url)
+    model: str = option(REQUIRED, "model name as the endpoint knows it", non_empty)
+    api_key: str | None = option(None, "API key; null = api_key_file, else none (local servers)", Maybe(non_empty),
+                                 secret=True)
+    api_key_file: Path | str | None = option(None, "file holding the API key", Maybe(existing_file))
+    connect_timeout_s: float = option(5.0, "seconds to connect", number(0.1), unit="seconds")
+    first_token_timeout_s: float = option(15.0, "from the request to the first streamed chunk", number(0.1),
+                                          unit="seconds")
+    total_timeout_s: float = option(60.0, "for a whole reply", number(0.1), unit="seconds")
+    slow_first_token_s: float = option(1.5, "a first token later than this is logged as slow", number(0),
+                                       unit="seconds")
+    #: Each retry (backoff) delays a spoken answer while the listener waits, hence none.
+    max_retries: int = option(0, "client retries of connection errors, 429 and 5xx", integer(0, 5))
+    temperature: float | None = option(None, "sampling temperature; null = the endpoint's default",
+                                       Maybe(number(0, 2)))
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = option(
+        "max_tokens", "field for max_output_tokens: max_tokens or max_completion_tokens",
+        one_of("max_tokens", "max_completion_tokens"))
+    stream_usage: bool = option(True, "ask for token usage in the stream (stream_options.include_usage)", boolean)
+    extra_body: Mapping[str, Any] = option({}, "extra JSON fields for every request", mapping_of(non_empty, _any))
+    headers: Mapping[str, str] = option({}, "extra HTTP headers", mapping_of(non_empty, string))
+
+    def key(self) -> str:
+        return read_key(self.api_key, self.api_key_file, "llm brain")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LlmBrainConfig:
+    """Options of the llm brain: every turn goes to the endpoint."""
+
+    type: Literal["llm"] = tag("llm")
+    llm: LlmConfig = option(REQUIRED, "the Chat Completions endpoint of the llm and auto brains",
+                            schema_of(LlmConfig))
+
+
+#: The auto brain's routes: both brains in turn, or one of them.
+ROUTES = ("auto", "intents", "llm")
+
+
+@dataclass(frozen=True)
+class AutoConfig:
+    """Options of the auto brain (`brain_auto.py`): the intents first, the LLM for what they decline."""
+
+    type: Literal["auto"] = tag("auto")
+    language: str = option("en", "intent language", non_empty, unit="language code")
+    names: Sequence[EntityName | str | Mapping[str, Any] | Any] = option(
+        [], "entity names known besides the client's: a string or {name, domain, areas}", list_of(entity_name))
+    areas: Sequence[str] = option([], "area names known besides the client's", list_of(non_empty))
+    floors: Sequence[str] = option([], "floor names known besides the client's", list_of(non_empty))
+    #: None: the auto brain is the intents brain, and says so at start.
+    llm: LlmConfig | None = option(None, "the Chat Completions endpoint of the llm and auto brains",
+                                   Maybe(schema_of(LlmConfig)))
+    satellites: Mapping[str, str] = option({}, "satellite id -> auto, intents or llm: the route for its sessions",
+                                           mapping_of(non_empty, one_of(*ROUTES)))
+
+    def intents(self) -> IntentsConfig:
+        return IntentsConfig(language=self.language, names=self.names, areas=self.areas, floors=self.floors)
+
+
+#: `engine.brain.type` -> its option class. `server/engines/factory.py` holds the builders.
+BRAINS: Mapping[str, type] = {"intents": IntentsConfig, "llm": LlmBrainConfig, "auto": AutoConfig}
+
+#: What `engine.brain` holds: one of the classes in `BRAINS`.
+BrainConfig = IntentsConfig | LlmBrainConfig | AutoConfig
 
 
 # ----------------------------------------------------------------------------- the engine
@@ -177,5 +272,6 @@ class CascadeConfig:
     stt: WhisperConfig = section(WhisperConfig, "speech-to-text (faster-whisper)")
     tts: PiperConfig = section(PiperConfig, "text-to-speech (piper)")
     brain: BrainConfig = option({}, "what writes the reply",
-                                tagged(BRAINS, "intents", "intents (Home Assistant's local matcher)"))
+                                tagged(BRAINS, "intents", "intents (Home Assistant's local matcher), llm (an "
+                                       "OpenAI-compatible endpoint) or auto (intents first, the llm for the rest)"))
 

@@ -1,0 +1,195 @@
+"""The relay engine with a second real Hearth server as its upstream (real on both ends).
+
+The upstream is the shared test server (default cascade, intents brain, real models); the
+relay is a Hearth whose engine is `relay`, driven by the real `openai` SDK, or a session on
+the relay engine driven through the session port where a test needs Hearth's own tools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from hearth.server.context import ServerContext
+from hearth.server.engines.relay.engine import RelayEngine
+from hearth.server.engines.relay.options import UpstreamConfig
+from hearth.server.protocol import client_events as ce
+from hearth.server.session.interfaces import ToolResult
+from hearth.server.session.session import RealtimeSession, SessionOptions
+from hearth.server.session.testing import EnergyVad, RecordingSink, ScriptedToolbox
+from tests.conftest import API_KEY
+from tests.server_harness import RunningServer, make_config, run_server
+
+from .conftest import Speech, connect, ha_output, hass_turn_on
+
+pytestmark = pytest.mark.slow
+
+TIME_RE = re.compile(r"\b\d{1,2}:\d{2} (AM|PM)\b")
+LONG_SPEECH = ("Turned on the porch light. The porch light is now shining over the front steps and the driveway. "
+               "It will stay on until you ask me to turn it off again, or until the schedule ends at midnight. "
+               "The kitchen light is still on as well, and the bedroom is dark.")
+
+
+@pytest.fixture(scope="module")
+def relay(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    config = make_config(tmp_path_factory.mktemp("relay"), {
+        "server": {"api_key": "relay-client-key"},
+        "engine": {"type": "relay", "upstream": {"base_url": server.base_url, "api_key": API_KEY, "model": "hearth"}},
+    })
+    with run_server(config) as running:
+        yield running
+
+
+async def test_text_turn_through_the_relay(relay: RunningServer) -> None:
+    async with connect(relay, api_key="relay-client-key") as rt:
+        mark = rt.mark()
+        await rt.send({"type": "conversation.item.create", "item": {
+            "type": "message", "role": "user", "content": [{"type": "input_text", "text": "What time is it?"}]}})
+        await rt.send({"type": "response.create"})
+        response = await rt.response(since=mark)
+        audio = rt.find("response.output_audio.delta", mark)
+    assert response["status"] == "completed"
+    transcript = response["output"][0]["content"][0]["transcript"]
+    assert TIME_RE.search(transcript), transcript
+    assert audio, "the upstream's speech is relayed"
+    assert response["usage"]["input_tokens"] > 0
+
+
+async def test_audio_turn_through_the_relay(relay: RunningServer, speak: Callable[[str], Speech]) -> None:
+    async with connect(relay, api_key="relay-client-key") as rt:
+        mark = await rt.say(speak("What time is it?"))
+        await rt.wait("input_audio_buffer.committed", since=mark)  # the relay's own turn detection
+        response = await rt.response(since=mark, timeout=60)
+    assert response["status"] == "completed"
+    assert TIME_RE.search(response["output"][0]["content"][0]["transcript"])
+
+
+class HouseTools(ScriptedToolbox):
+    """Home Assistant's HassTurnOn as a server-side tool (with its real parameter schema)."""
+
+    def definitions(self) -> list[dict[str, Any]]:
+        return [hass_turn_on(["Kitchen Light"])]
+
+
+def relay_session(server: RunningServer, toolbox: ScriptedToolbox | None = None
+                  ) -> tuple[RelayEngine, RealtimeSession, RecordingSink]:
+    engine = RelayEngine(UpstreamConfig(base_url=server.base_url, api_key=API_KEY, model="hearth"),
+                         vad_factory=EnergyVad)
+    sink = RecordingSink()
+    session = RealtimeSession(engine, sink, SessionOptions(), toolbox=toolbox)
+    session.start()
+    session.submit(ce.SessionUpdate(type="session.update", session={
+        "type": "realtime", "audio": {"input": {"turn_detection": None}}}))
+    return engine, session, sink
+
+
+def ask(session: RealtimeSession, text: str) -> None:
+    session.handle_text(json.dumps({"type": "conversation.item.create", "item": {
+        "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}}))
+    session.submit(ce.ResponseCreate(type="response.create"))
+
+
+async def test_tool_call_from_upstream_is_answered_by_hearth(server: RunningServer) -> None:
+    toolbox = HouseTools(tools={"HassTurnOn": ToolResult(output=ha_output("Turned on the kitchen light"))})
+    engine, session, sink = relay_session(server, toolbox)
+    try:
+        ask(session, "Turn on the kitchen light.")
+        await sink.wait_for("response.done", 2, timeout=30)
+    finally:
+        session.close()
+        await engine.close()
+    first, second = (e["response"] for e in sink.of_type("response.done"))
+    call = first["output"][0]
+    assert call["type"] == "function_call" and call["name"] == "HassTurnOn"
+    assert toolbox.calls and toolbox.calls[0].call_id == call["call_id"]  # the upstream's id, run by Hearth
+    assert second["status"] == "completed"
+    assert "kitchen light" in second["output"][0]["content"][0]["transcript"].lower()
+
+
+def long_answer(session: RealtimeSession) -> None:
+    """A context whose answer (the upstream confirming a long tool result) takes seconds to speak."""
+    for item in ({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Porch light on"}]},
+                 {"type": "function_call", "call_id": "call_porch", "name": "HassTurnOn",
+                  "arguments": json.dumps({"name": "Porch Light"})},
+                 {"type": "function_call_output", "call_id": "call_porch", "output": ha_output(LONG_SPEECH)}):
+        session.handle_text(json.dumps({"type": "conversation.item.create", "item": item}))
+    session.submit(ce.ResponseCreate(type="response.create"))
+
+
+async def test_barge_in_cancels_the_upstream_response(server: RunningServer) -> None:
+    engine, session, sink = relay_session(server)
+    try:
+        long_answer(session)
+        await sink.wait_for("response.output_audio.delta", timeout=30)
+        session.submit(ce.ResponseCancel(type="response.cancel"))
+        done = await sink.wait_for("response.done", timeout=10)
+        (upstream,) = engine._sessions
+        assert done["response"]["status"] == "cancelled"
+        # The upstream stopped too: its response ended cancelled, long before its speech would have.
+        event = await asyncio.wait_for(_next_done(upstream), 5)
+        assert event.response.status == "cancelled"
+    finally:
+        session.close()
+        await engine.close()
+
+
+async def _next_done(upstream: Any) -> Any:
+    while True:
+        event = await upstream._inbox.get()
+        if getattr(event, "type", None) == "response.done":
+            return event
+
+
+async def test_upstream_loss_mid_turn_is_an_error_then_a_fresh_connection(server: RunningServer) -> None:
+    engine, session, sink = relay_session(server)
+    try:
+        long_answer(session)
+        await sink.wait_for("response.output_audio.delta", timeout=30)
+
+        async def drop() -> None:
+            for ws in list(server.app[ServerContext.KEY].websockets):
+                await ws.close(code=1011, message=b"test: upstream lost")
+
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(drop(), server.loop))
+        failed = (await sink.wait_for("response.done", timeout=10))["response"]
+        assert failed["status"] == "failed"
+        assert failed["status_details"]["error"]["code"] == "upstream_disconnected"
+        ask(session, "What time is it?")
+        recovered = (await sink.wait_for("response.done", 2, timeout=30))["response"]
+        (upstream,) = engine._sessions
+        assert upstream.connections == 2
+    finally:
+        session.close()
+        await engine.close()
+    assert recovered["status"] == "completed"
+    assert TIME_RE.search(recovered["output"][0]["content"][0]["transcript"])
+
+
+def test_upstream_request_carries_the_context_as_heard_and_the_sessions_own_lines() -> None:
+    import numpy as np
+
+    from hearth.server.engines.relay.engine import RelaySession, upstream_item
+    from hearth.server.session.interfaces import ContextItem, EngineSessionInfo, ItemAudio, ResponseRequest
+
+    heard = ContextItem(type="message", id="a", role="assistant", text="It's sunny and", truncated=True)
+    spoken = ContextItem(type="message", id="u", role="user", audio=ItemAudio(np.ones(16_000, np.int16), 16_000))
+    assert upstream_item(heard) == {"type": "message", "role": "assistant",
+                                    "content": [{"type": "output_text", "text": "It's sunny and"}]}
+    (part,) = upstream_item(spoken)["content"]
+    assert part["type"] == "input_audio" and len(__import__("base64").b64decode(part["audio"])) == 2 * 24_000
+    assert upstream_item(ContextItem(type="message", id="e", role="user")) is None
+
+    engine = RelayEngine(UpstreamConfig(base_url="http://127.0.0.1:9/v1", voice="marin"))
+    session = RelaySession(engine, EngineSessionInfo(session_id="s"), None)
+    request = ResponseRequest(instructions="Be brief.", items=[heard], tools=[], tool_choice="auto",
+                              output_modalities=["audio"], voice="alloy", speed=1.0)
+    params = session._response_params(request, "tag1")
+    assert params["conversation"] == "none" and params["metadata"] == {"hearth_relay": "tag1"}
+    assert params["audio"]["output"] == {"format": {"type": "audio/pcm", "rate": 24_000}, "voice": "marin"}
+    said = session._response_params(ResponseRequest(**{**request.__dict__, "say": "Sorry, that failed."}), "t")
+    assert said["input"] == [] and said["instructions"].endswith("Sorry, that failed.")
