@@ -780,14 +780,29 @@ def http_base_of(url: str) -> str:
 # --------------------------------------------------------------------------- running
 
 
-async def run_session(number: int, base_url: str, api_key: str, utterances: list[Utterance], warmup: int,
-                      silence_ms: int, start_delay: float, model: str) -> tuple[BenchSession, list[Turn]]:
+#: Frames the benchmark's aiortc client holds in its jitter buffer (None: aiortc's 4); --rtc-client-jitter.
+RTC_CLIENT_JITTER: int | None = None
+
+
+def _connect(base_url: str, api_key: str, model: str, transport: str) -> Any:
+    """The SDK's realtime WebSocket connection, or the same surface over a WebRTC call."""
+    if transport == "webrtc":
+        from webrtc_conn import rtc_connect
+
+        host = http_base_of(base_url).split("//", 1)[-1].split(":")[0].split("/")[0]
+        return rtc_connect(base_url, api_key, loopback=host in ("127.0.0.1", "localhost"),
+                           jitter_frames=RTC_CLIENT_JITTER)
     from openai import AsyncOpenAI
 
+    return AsyncOpenAI(base_url=base_url, api_key=api_key or "none").realtime.connect(model=model)
+
+
+async def run_session(number: int, base_url: str, api_key: str, utterances: list[Utterance], warmup: int,
+                      silence_ms: int, start_delay: float, model: str,
+                      transport: str = "websocket") -> tuple[BenchSession, list[Turn]]:
     await asyncio.sleep(start_delay)
-    client = AsyncOpenAI(base_url=base_url, api_key=api_key or "none")
     turns: list[Turn] = []
-    async with client.realtime.connect(model=model) as conn:
+    async with _connect(base_url, api_key, model, transport) as conn:
         bench = BenchSession(number, conn, silence_ms, np.random.default_rng(100 + number))
         receiver = asyncio.create_task(bench.receive())
         await bench.configure()
@@ -838,14 +853,14 @@ def _progress(turn: Turn) -> None:
           + (f" / {reply}" if reply else ""), flush=True)
 
 
-async def run_all(args: argparse.Namespace, base_url: str, api_key: str,
-                  utterances: list[Utterance], warm: list[Utterance]) -> tuple[list[BenchSession], list[Turn]]:
+async def run_all(args: argparse.Namespace, base_url: str, api_key: str, utterances: list[Utterance],
+                  warm: list[Utterance], transport: str = "websocket") -> tuple[list[BenchSession], list[Turn]]:
     jobs = []
     for number in range(args.concurrency):
         shift = (number * 7) % len(utterances)
         mine = warm + utterances[shift:] + utterances[:shift]
         jobs.append(run_session(number, base_url, api_key, mine, len(warm), args.silence_ms,
-                                number * args.stagger, args.model))
+                                number * args.stagger, args.model, transport))
     results = await asyncio.gather(*jobs)
     return [r[0] for r in results], [t for r in results for t in r[1]]
 
@@ -1016,9 +1031,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
                         help="first wait up to S seconds for other processes to leave the CPU idle")
     parser.add_argument("--name", help="file stem (default latency[-s<silence>][-c<concurrency>])")
+    parser.add_argument("--webrtc", action="store_true",
+                        help="after the WebSocket turns, run the same turns over WebRTC (/v1/realtime/calls) and "
+                             "report both, with the Opus + jitter-buffer overhead")
+    parser.add_argument("--rtc-client-jitter", type=int, metavar="FRAMES",
+                        help="frames the WebRTC client's jitter buffer holds before playing (default: aiortc's 4, "
+                             "80 ms; 0: each packet at once, as the server's; a browser adapts, about 1-2 "
+                             "frames on a quiet network)")
     args = parser.parse_args(argv)
     if args.turns < 1 or args.concurrency < 1:
         parser.error("--turns and --concurrency must be at least 1")
+    global RTC_CLIENT_JITTER
+    RTC_CLIENT_JITTER = args.rtc_client_jitter
 
     name = args.name or "latency" + ("" if args.silence_ms == 500 else f"-s{args.silence_ms}") + (
         "" if args.concurrency == 1 else f"-c{args.concurrency}")
@@ -1047,6 +1071,10 @@ def main(argv: list[str] | None = None) -> int:
         started, busy0, own0 = time.monotonic(), cpu_busy_s(), own_cpu_s()
         sessions, turns = asyncio.run(run_all(args, base_url, api_key, utterances, warm))
         elapsed, busy, own = time.monotonic() - started, cpu_busy_s() - busy0, own_cpu_s() - own0
+        rtc_turns: list[Turn] = []
+        if args.webrtc:
+            print(f"the same turns over WebRTC ({base_url}/realtime/calls) ...", flush=True)
+            _, rtc_turns = asyncio.run(run_all(args, base_url, api_key, utterances, warm, "webrtc"))
         sampler.stop()
     loadavg_after = [round(v, 2) for v in os.getloadavg()]
     cores = os.cpu_count() or 1
@@ -1106,7 +1134,13 @@ def main(argv: list[str] | None = None) -> int:
         "stray_errors": [e for s in sessions for e in s.stray_errors],
         "turns": [_turn_json(t) for t in turns],
     }
+    if args.webrtc:
+        for turn in rtc_turns:
+            derive(turn, same_clock)
+        result["webrtc"] = compare_transports(ok, [t for t in rtc_turns if not t.warmup and t.status == "ok"])
     text = report(result)
+    if args.webrtc:
+        text += "\n" + webrtc_report(result["webrtc"])
     print()
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -1115,6 +1149,46 @@ def main(argv: list[str] | None = None) -> int:
     plot(result, turns, png_path)
     print(f"\nwrote {png_path} and {json_path}")
     return 0
+
+
+def compare_transports(ws_turns: list[Turn], rtc_turns: list[Turn]) -> dict[str, Any]:
+    """(a) end of speech -> first reply audio over each transport, and what WebRTC adds.
+
+    The turns of the two runs differ in engine time (STT and TTS on a shared CPU), so the
+    transport's own cost is taken from the two legs that only it touches, on the server's
+    clock: the way in (end of speech -> the server's VAD sees silence: Opus, RTP, the
+    server's jitter buffer) and the way out (the session hands over the first reply audio
+    -> it is heard: the track's 20 ms pacing, Opus, RTP, the client's jitter buffer).
+    """
+    def pick(turns: list[Turn], key: str) -> dict[str, float] | None:
+        return stats([t.metrics.get(key) for t in turns])
+
+    out: dict[str, Any] = {"turns": len(rtc_turns), "target_overhead_p50_ms": 40.0}
+    for name, turns in (("websocket", ws_turns), ("webrtc", rtc_turns)):
+        out[name] = {"a": pick(turns, "a_speech_end_to_first_audio"), "in": pick(turns, "vad_detect"),
+                     "out": pick(turns, "delivery")}
+    legs = [out["webrtc"][leg]["p50"] - out["websocket"][leg]["p50"] for leg in ("in", "out")
+            if out["webrtc"][leg] and out["websocket"][leg]]
+    out["overhead_p50_ms"] = sum(legs) if len(legs) == 2 else None
+    out["verdict"] = "--" if out["overhead_p50_ms"] is None else (
+        "PASS" if out["overhead_p50_ms"] <= out["target_overhead_p50_ms"] else "MISS")
+    return out
+
+
+def webrtc_report(comparison: dict[str, Any]) -> str:
+    lines = ["By transport (ms):", f"  {'':44} {'n':>4} {'p50':>7} {'p95':>7} {'min':>7} {'max':>7}"]
+    rows = (("a", "(a) end of speech -> first reply audio"), ("in", "    way in: end of speech -> server VAD silence"),
+            ("out", "    way out: server first audio -> heard"))
+    for name, label in (("websocket", "WebSocket"), ("webrtc", "WebRTC")):
+        lines.append(f"  {label}")
+        for key, text in rows:
+            st = comparison[name][key]
+            lines.append(f"  {text:44} {st['n']:4d} {fmt(st['p50'])} {fmt(st['p95'])} {fmt(st['min'])} "
+                         f"{fmt(st['max'])}" if st else f"  {text:44}    0      --")
+    overhead = comparison["overhead_p50_ms"]
+    lines.append(f"  WebRTC overhead (way in + way out, p50 differences): {fmt(overhead).strip()} ms; "
+                 f"target <= {comparison['target_overhead_p50_ms']:.0f} ms  {comparison['verdict']}")
+    return "\n".join(lines)
 
 
 def _turn_json(turn: Turn) -> dict[str, Any]:

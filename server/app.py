@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from aiohttp import WSCloseCode, web
 
 from .config import ServerConfig
+from .console import add_console
 from .errors import StartupError
 from .context import ServerContext
 from .engines.factory import build_engine, session_defaults
@@ -19,6 +20,9 @@ from .scheduler import FairExecutor
 from .sessions import SessionPolicy, SessionRegistry
 from .tools.registry import ToolRegistry
 from .transports.auth import require_access
+from .transports.client_secrets import create_client_secret
+from .transports.webrtc import add_routes as add_call_routes
+from .transports.webrtc import calls_context
 from .transports.websocket import realtime_websocket
 
 __all__ = ["EngineFactory", "StartupError", "create_app"]
@@ -66,6 +70,7 @@ def create_app(config: ServerConfig, *, engine_factory: EngineFactory | None = N
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
     app.cleanup_ctx.append(engine_ctx)
+    app.cleanup_ctx.append(calls_context)
     # Each long-lived resource has its own cleanup_ctx; they start after the engine (in
     # this order) and stop before it, in reverse. Imported only when enabled, so a server
     # without MQTT or zeroconf does not load paho, amqtt or zeroconf.
@@ -82,6 +87,9 @@ def create_app(config: ServerConfig, *, engine_factory: EngineFactory | None = N
     app.on_shutdown.append(close_websockets)
     for prefix in ("/v1", ""):
         app.router.add_get(f"{prefix}/realtime", realtime_websocket)
+        app.router.add_post(f"{prefix}/realtime/client_secrets", create_client_secret)
+    add_call_routes(app)
+    add_console(app, config.server.api_key)
     app.router.add_get("/healthz", health)
     app.router.add_get("/v1/hearth/timings", timings)
     return app

@@ -37,6 +37,7 @@ from .mqtt.options import account_errors as mqtt_account_errors
 from .options import (
     REQUIRED,
     Maybe,
+    existing_file,
     OptionDoc,
     base_dir_for,
     boolean,
@@ -124,6 +125,19 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class TlsOptions:
+    """HTTPS and WSS on the server itself (or a reverse proxy in front: docs/webrtc.md)."""
+
+    cert: Path | None = option(None, "PEM certificate (chain) file; with key set, serve HTTPS and WSS",
+                               Maybe(existing_file))
+    key: Path | None = option(None, "PEM private key file of the certificate", Maybe(existing_file))
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert is not None and self.key is not None
+
+
+@dataclass(frozen=True)
 class ServerOptions:
     host: str = option("127.0.0.1", "bind address", non_empty)
     port: int = option(8000, "port of the HTTP API", integer(1, 65535), unit="TCP port")
@@ -140,6 +154,7 @@ class ServerOptions:
     tool_timeout_s: float = option(2.5, "a server-side tool (Home Assistant's) that takes longer is apologised for",
                                    number(0.1, 60), unit="seconds")
     limits: LimitsConfig = section(LimitsConfig, "what one session may ask of the server at once")
+    tls: TlsOptions = section(TlsOptions, "TLS on the server itself (or put a reverse proxy in front)")
 
 
 # ----------------------------------------------------------------------------- session defaults
@@ -361,6 +376,9 @@ def _check(config: ServerConfig, path: Path | None) -> None:
                            f"{', '.join(VOICES)} or a name defined in engine.tts.voices"))
     errors.extend(mqtt_account_errors(config.mqtt))
     srv = config.server
+    if (srv.tls.cert is None) != (srv.tls.key is None):
+        errors.append(("server.tls.key" if srv.tls.key is None else "server.tls.cert",
+                       "set both server.tls.cert and server.tls.key, or neither"))
     if not is_loopback(srv.host) and srv.api_key is None and not srv.allow_unauthenticated:
         errors.append(("server.api_key", f"the server listens on {srv.host}, which other machines can reach, "
                        f"but no API key is set: set the {API_KEY_ENV} environment variable or server.api_key, "

@@ -30,6 +30,9 @@ class PlaybackTracker:
         self._on_finished = on_finished
         self._started: set[str] = set()
         self._finished: set[str] = set()
+        #: Responses whose `output_audio_buffer.cleared` went out; the transport's last report
+        #: (where playback stopped) still truncates them, and no `stopped` follows.
+        self._cleared: set[str] = set()
 
     def report(self, playback: Playback) -> None:
         active = self.responses.find(playback.response_id)
@@ -39,7 +42,8 @@ class PlaybackTracker:
         rid = playback.response_id
         if rid in self._finished:
             return
-        if rid not in self._started:
+        cleared = rid in self._cleared
+        if rid not in self._started and not cleared:
             self._started.add(rid)
             if self.buffer_events:
                 self._emit(ev.OutputAudioBufferStarted(response_id=rid))
@@ -47,7 +51,8 @@ class PlaybackTracker:
             return
         self._trim_memory()
         self._finished.add(rid)
-        interrupted = False
+        self._cleared.discard(rid)
+        interrupted = cleared
         if not active.builder.done:  # the listener stopped before the reply ended: stop making it
             self.responses.cancel(active, "client_cancelled")
             interrupted = True
@@ -60,9 +65,17 @@ class PlaybackTracker:
     def started(self, response_id: str) -> bool:
         return response_id in self._started
 
+    def playing(self, response_id: str) -> bool:
+        """Playback of this response started and has not ended or been cleared."""
+        return response_id in self._started and response_id not in self._finished and \
+            response_id not in self._cleared
+
     def cleared(self, response_id: str) -> None:
-        """`output_audio_buffer.clear`: nothing more of this response will be heard."""
-        self._finished.add(response_id)
+        """`output_audio_buffer.cleared` (a client clear, a barge-in): nothing more of it will be heard.
+
+        The transport still reports where playback stopped, and that report truncates.
+        """
+        self._cleared.add(response_id)
 
     def _truncate(self, active: ActiveResponse, playback: Playback) -> None:
         entry = active.builder.spoken
@@ -76,6 +89,6 @@ class PlaybackTracker:
         self.items.cut(entry, played)
 
     def _trim_memory(self) -> None:
-        for seen in (self._started, self._finished):
+        for seen in (self._started, self._finished, self._cleared):
             if len(seen) > 256:
                 seen.clear()

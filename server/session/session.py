@@ -331,6 +331,11 @@ class RealtimeSession:
         vad = self._input_cfg.turn_detection
         if vad is not None and vad.interrupt_response:
             self.responses.interrupt("turn_detected")
+            # A reply fully generated may still be playing on a media track: stop it there too.
+            last = self.responses.last_id
+            if self.options.playback_events and last is not None and self.playback.playing(last):
+                self.playback.cleared(last)
+                self._send(ev.OutputAudioBufferCleared(response_id=last))
 
     def _turn_committed(self, item_id: str, vad: ServerVad | SemanticVad) -> None:
         if not vad.create_response or self.config.type != "realtime":

@@ -14,7 +14,8 @@ from ..protocol import client_events as ce
 from ..protocol.errors import RealtimeProtocolError, quote
 from ..protocol.ids import new_id
 from ..protocol.server_events import ServerEvent
-from .auth import browser_refusal, check_key, offered_key
+from .auth import browser_refusal, offered_key
+from .client_secrets import ClientSecretStore, Credential, authenticate, session_defaults_for
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -69,12 +70,12 @@ class WebSocketSink:
             await asyncio.sleep(0.01)
 
 
-def _handshake_error(request: web.Request) -> tuple[RealtimeProtocolError, int] | None:
-    """Upstream completes the upgrade, then sends one error and closes (3000 auth, 4000 shape)."""
+def _handshake_error(request: web.Request) -> tuple[RealtimeProtocolError, int] | Credential:
+    """The credential, or the error upstream sends after the upgrade (close 3000 auth, 4000 shape)."""
     ctx = request.app[ServerContext.KEY]
-    auth = check_key(ctx.config.server.api_key, offered_key(request))
-    if auth is not None:
-        return auth, 3000
+    credential = authenticate(ctx.config.server.api_key, request.app[ClientSecretStore.KEY], offered_key(request))
+    if isinstance(credential, RealtimeProtocolError):
+        return credential, 3000
     if request.headers.get("OpenAI-Beta", "").replace(" ", "") == "realtime=v1" or "openai-beta.realtime-v1" in \
             request.headers.get("Sec-WebSocket-Protocol", ""):
         return RealtimeProtocolError(
@@ -82,19 +83,24 @@ def _handshake_error(request: web.Request) -> tuple[RealtimeProtocolError, int] 
             code="beta_api_shape_disabled"), 4000
     intent = request.query.get("intent")
     model = request.query.get("model")
+    call_id = request.query.get("call_id")
     if intent == "transcription" and model:
         return RealtimeProtocolError(message="You must not provide a model parameter for transcription sessions.",
                                      code="invalid_model", param="model"), 4000
     if intent not in (None, "transcription", "conversation"):
         return RealtimeProtocolError(message=f"Invalid intent '{quote(intent)}'.", code="invalid_value",
                                      param="intent"), 4000
-    if request.query.get("call_id"):
-        return RealtimeProtocolError(message="Attaching to a call with call_id is not supported by this server.",
+    if call_id and (model or intent):
+        return RealtimeProtocolError(message="Attach to a call with call_id alone, without model or intent.",
                                      code="invalid_value", param="call_id"), 4000
-    if intent != "transcription" and not model:
+    if call_id and credential.kind == "ephemeral":
+        return RealtimeProtocolError(message="Attaching to a call needs the API key, not an ephemeral key.",
+                                     code="invalid_api_key"), 3000
+    # An ephemeral key carries its session's model (and kind); the URL need not name one.
+    if intent != "transcription" and not model and credential.secret is None and not call_id:
         return RealtimeProtocolError(message="Missing required parameter: 'model'.", code="missing_model",
                                      param="model"), 4000
-    return None
+    return credential
 
 
 def close_reason(error: RealtimeProtocolError) -> str:
@@ -111,21 +117,31 @@ async def realtime_websocket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(protocols=(SUBPROTOCOL,), heartbeat=20.0, max_msg_size=MAX_MESSAGE_BYTES,
                                compress=False)
     await ws.prepare(request)
-    failure = _handshake_error(request)
-    if failure is not None:
-        error, code = failure
+    credential = _handshake_error(request)
+    if not isinstance(credential, Credential):
+        error, code = credential
         _LOGGER.info("realtime connection from %s refused: %s", request.remote, error.message)
         await ws.send_json({"type": "error", "event_id": new_id("event"), "error": {
             "type": error.type, "code": error.code, "message": error.message, "param": error.param, "event_id": None}})
         await ws.close(code=code, message=close_reason(error).encode())
         return ws
+    if request.query.get("call_id"):
+        from .webrtc import attach_sideband  # the sideband of a WebRTC call
+
+        await attach_sideband(request, ws, request.query["call_id"])
+        return ws
 
     ctx.websockets.add(ws)
     sink = WebSocketSink(ws)
     intent = request.query.get("intent")
-    model = request.query.get("model") or "hearth"
-    session = ctx.sessions.open(sink, kind="transcription" if intent == "transcription" else "realtime", model=model)
-    _LOGGER.info("session %s opened from %s (model '%s')", session.id, request.remote, quote(model))
+    secret = credential.secret
+    kind = secret.kind if secret is not None and intent is None else \
+        "transcription" if intent == "transcription" else "realtime"
+    model = request.query.get("model") or (secret.model if secret else None) or "hearth"
+    session = ctx.sessions.open(sink, kind=kind, model=model,
+                                defaults=session_defaults_for(ctx.session_defaults, credential))
+    _LOGGER.info("session %s opened from %s (model '%s', %s key)", session.id, request.remote, quote(model),
+                 credential.kind)
     try:
         async for message in ws:
             if message.type == WSMsgType.TEXT:
