@@ -57,7 +57,7 @@ def create_app(config: ServerConfig, *, engine_factory: EngineFactory | None = N
             app[ServerContext.KEY] = ServerContext(config=config, engine=engine, tools=tools, sessions=sessions)
             _LOGGER.info("engine ready")
             yield
-            sessions.close_all()
+            await sessions.close_all()
             await engine.close()
         finally:
             executor.shutdown(wait=False, cancel_futures=True)

@@ -7,6 +7,7 @@ and the configured defaults, already started. Shutdown closes what is left.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -97,6 +98,10 @@ class SessionRegistry:
 
         return unsubscribe
 
-    def close_all(self) -> None:
-        for session in self:
+    async def close_all(self, timeout: float = 2.0) -> None:
+        """Server shutdown: close every session left and let its work unwind (bounded)."""
+        sessions = list(self)
+        for session in sessions:
             self.closed(session)
+        if sessions:
+            await asyncio.wait([asyncio.ensure_future(s.wait_closed(timeout)) for s in sessions], timeout=timeout)

@@ -167,6 +167,12 @@ class RealtimeSession:
         except Exception:  # the session is over either way
             _LOGGER.exception("session %s: engine session close failed", self.id)
 
+    async def wait_closed(self, timeout: float = 2.0) -> None:
+        """After `close()`: let the cancelled tasks finish unwinding (their streams close cleanly)."""
+        tasks = [task for task in self._tasks if not task.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
     def _spawn(self, coro: Any, name: str, priority: Priority = "live") -> asyncio.Task[Any]:
         """A task the session owns; model work it submits is this session's, at `priority`."""
         context = contextvars.copy_context()
