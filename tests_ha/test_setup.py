@@ -100,3 +100,55 @@ async def test_unload_leaves_nothing_behind(hass: HomeAssistant, entry: MockConf
     await hass.async_block_till_done()
     assert dr.async_get(hass).async_get_device(identifiers={(DOMAIN, "bedroom")}) is None
     assert hass.states.get("assist_satellite.kitchen_satellite").state == "unavailable"
+
+
+async def test_empty_malformed_and_foreign_payloads(hass: HomeAssistant, entry: MockConfigEntry):
+    hub = entry.runtime_data.hub
+    for topic in [topics.server_status(SERVER), topics.satellite_status("kitchen"), ha_topics.ha_activity("kitchen"), ha_topics.ha_settings("kitchen")]:
+        fire(hass, topic, "")  # a cleared retained message
+        fire(hass, topic, "{broken")
+    # A satellite speaking another protocol version is left alone.
+    fire(hass, topics.satellite_status("future"), '{"type":"satellite-status","satellite_id":"future","protocol":2}')
+    await hass.async_block_till_done()
+    assert hub.stats.bad_payloads == 4
+    assert "future" not in hub.satellites
+    assert hub.server_online and hass.states.get("assist_satellite.kitchen_satellite").state == "idle"
+
+
+async def test_a_server_that_never_shows_up_raises_a_repair(hass: HomeAssistant, broker: Any, home: None):
+    from datetime import timedelta
+
+    from homeassistant.util import dt as dt_util
+    from pytest_homeassistant_custom_component.common import async_fire_time_changed
+
+    config_entry = MockConfigEntry(domain=DOMAIN, data={"server_id": "attic"}, unique_id="attic")
+    config_entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(config_entry.entry_id)
+    await hass.async_block_till_done()
+    assert ir.async_get(hass).async_get_issue(DOMAIN, f"server_unreachable_{config_entry.entry_id}") is None
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=10))
+    await hass.async_block_till_done()
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, f"server_unreachable_{config_entry.entry_id}")
+    assert issue is not None and issue.translation_placeholders == {"server_id": "attic"}
+    assert await hass.config_entries.async_unload(config_entry.entry_id)
+    assert ir.async_get(hass).async_get_issue(DOMAIN, f"server_unreachable_{config_entry.entry_id}") is None
+
+
+async def test_setup_waits_for_mqtt(hass: HomeAssistant, home: None):
+    from unittest.mock import patch
+
+    config_entry = MockConfigEntry(domain=DOMAIN, data={"server_id": SERVER}, unique_id=SERVER)
+    config_entry.add_to_hass(hass)
+    with patch("custom_components.hearth.mqtt.async_wait_for_mqtt_client", return_value=False):
+        assert not await hass.config_entries.async_setup(config_entry.entry_id)
+    assert config_entry.state is ConfigEntryState.SETUP_RETRY
+
+
+async def test_a_missing_llm_api_publishes_no_catalog(hass: HomeAssistant, broker: Any, home: None, published: Published):
+    config_entry = MockConfigEntry(domain=DOMAIN, data={"server_id": SERVER}, unique_id=SERVER, options={"llm_hass_api": "gone"})
+    config_entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(config_entry.entry_id)
+    fire_satellite(hass)
+    await hass.async_block_till_done()
+    assert not published.calls(ha_topics.ha_tools("kitchen")) and not published.calls(ha_topics.ha_tools())
+    assert hass.states.get("assist_satellite.kitchen_satellite") is not None

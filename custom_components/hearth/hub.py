@@ -220,15 +220,23 @@ class HearthHub:
         for satellite in list(self.satellites.values()):
             await self._publish_satellite_catalog(satellite)
         if self.deviceless_tools:
-            catalog = await async_build_catalog(self.hass, self.llm_api, satellite_id=None, device_id=None)
+            try:
+                catalog = await async_build_catalog(self.hass, self.llm_api, satellite_id=None, device_id=None)
+            except HomeAssistantError as err:
+                _LOGGER.warning("No device-less tools: %s", err)
+                return
             if catalog.revision != self.deviceless_catalog_revision:
                 self.deviceless_catalog_revision = catalog.revision
                 await self._publish_catalog(catalog)
 
     async def _publish_satellite_catalog(self, satellite: Satellite) -> None:
-        catalog = await async_build_catalog(
-            self.hass, self.llm_api, satellite_id=satellite.satellite_id, device_id=satellite.device_id
-        )
+        try:
+            catalog = await async_build_catalog(
+                self.hass, self.llm_api, satellite_id=satellite.satellite_id, device_id=satellite.device_id
+            )
+        except HomeAssistantError as err:  # e.g. the chosen LLM API was removed
+            _LOGGER.warning("No tools for satellite %s: %s", satellite.satellite_id, err)
+            return
         if catalog.revision != satellite.catalog_revision and satellite.satellite_id in self.satellites:
             satellite.catalog_revision = catalog.revision
             await self._publish_catalog(catalog)
