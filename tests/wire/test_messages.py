@@ -12,6 +12,23 @@ import pytest
 import hearth.wire as wire
 from hearth.wire import (
     MESSAGE_TYPES,
+    Announce,
+    ConversationRequest,
+    ConversationResponse,
+    ExposedEntity,
+    IntegrationStatus,
+    RequestDone,
+    SatelliteActivity,
+    SatelliteSettings,
+    StartConversation,
+    TimerCancelled,
+    TimerFinished,
+    TimerStarted,
+    TimerUpdated,
+    ToolCall,
+    ToolCatalog,
+    ToolDefinition,
+    ToolResult,
     AudioStop,
     BargeIn,
     ErrorEvent,
@@ -84,6 +101,64 @@ SAMPLES: dict[type[Message], list[Message]] = {
         ErrorEvent("timeout", "no reply"),
         ErrorEvent("protocol", "bad frame", session_id=SID, context={"topic": "hearth/v1/satellite/k/audio"}),
     ],
+    # Home Assistant <-> server (hearth/wire/assist.py)
+    ToolCatalog: [
+        ToolCatalog(()),
+        ToolCatalog(
+            (
+                ToolDefinition(
+                    "HassTurnOn",
+                    "Turns on/opens a device or entity",
+                    {"type": "object", "properties": {"name": {"type": "string"}, "area": {"type": "string"}}},
+                ),
+                ToolDefinition("GetLiveContext"),
+            ),
+            satellite_id="kitchen",
+            api_prompt="When controlling Home Assistant always call the intent tools.",
+            llm_api=("assist",),
+            language="en",
+            entities=(
+                ExposedEntity("light.kitchen", "Kitchen light", "light", aliases=("ceiling",), area="Kitchen"),
+                ExposedEntity("cover.garage", "Garage door", "cover", device_class="garage", floor="Ground"),
+            ),
+            areas=("Kitchen", "Living Room"),
+            revision="3f2a",
+        ),
+    ],
+    ToolCall: [
+        ToolCall("call_1", "HassTurnOn", {}),
+        ToolCall("call_x7.2", "HassTurnOn", {"name": "Kitchen light", "nested": {"a": [1, 2]}}, satellite_id="kitchen", text="turn on the kitchen light", language="en"),
+    ],
+    ToolResult: [
+        ToolResult("call_1"),
+        ToolResult("call_1", result={"response_type": "action_done", "data": {"success": []}}, speech="Turned on the light"),
+        ToolResult("call_1", error="no-match", message="I can't control the garage door."),
+    ],
+    Announce: [Announce("r1", "kitchen", "Dinner is ready"), Announce("r1", "kitchen", "Dinner", preannounce=False)],
+    StartConversation: [
+        StartConversation("r2", "kitchen"),
+        StartConversation("r2", "kitchen", text="Shall I close the blinds?", extra_system_prompt="It is late.", preannounce=False),
+    ],
+    RequestDone: [RequestDone("r1"), RequestDone("r1", error="unavailable", message="The kitchen satellite is offline.")],
+    ConversationRequest: [
+        ConversationRequest("q1", "turn on the light"),
+        ConversationRequest("q1", "turn on the light", conversation_id="c1", language="en", satellite_id="kitchen", extra_system_prompt="Be brief."),
+    ],
+    ConversationResponse: [
+        ConversationResponse("q1", "Done."),
+        ConversationResponse("q1", "Which light?", conversation_id="c1", continue_conversation=True),
+        ConversationResponse("q1", "Sorry, the server is busy.", error="busy"),
+    ],
+    TimerStarted: [TimerStarted("kitchen", "t1"), TimerStarted("kitchen", "01JABCDEF", total_seconds=300, name="pasta")],
+    TimerUpdated: [TimerUpdated("kitchen", "t1"), TimerUpdated("kitchen", "t1", seconds_left=42, is_active=False, total_seconds=60, name="tea")],
+    TimerCancelled: [TimerCancelled("kitchen", "t1"), TimerCancelled("kitchen", "t1", name="tea")],
+    TimerFinished: [TimerFinished("kitchen", "t1"), TimerFinished("kitchen", "t1", total_seconds=300, name="pasta")],
+    SatelliteSettings: [SatelliteSettings("kitchen"), SatelliteSettings("kitchen", muted=True, wake_sensitivity="high")],
+    SatelliteActivity: [
+        SatelliteActivity("kitchen"),
+        SatelliteActivity("kitchen", transcript="turn on the light", response="Turned on the light.", conversation_id="c1"),
+    ],
+    IntegrationStatus: [IntegrationStatus("online"), IntegrationStatus("offline", version="0.1.0", ha_version="2025.4.4")],
 }
 
 ALL_SAMPLES = [pytest.param(sample, id=f"{type(sample).__name__}-{i}") for cls, samples in SAMPLES.items() for i, sample in enumerate(samples)]
@@ -245,7 +320,10 @@ def test_every_message_belongs_to_a_topic():
     from hearth.wire.events import SATELLITE_COMMAND_TYPES, SATELLITE_EVENT_TYPES
 
     _import_all_wire_modules()
+    from hearth.wire.ha_topics import HA_COMMAND_TYPES, HA_EVENT_TYPES, HA_RETAINED_TYPES
+
     routed = set(SATELLITE_EVENT_TYPES) | set(SATELLITE_COMMAND_TYPES) | {SatelliteStatus, ServerStatus}
+    routed |= set(HA_EVENT_TYPES) | set(HA_COMMAND_TYPES) | set(HA_RETAINED_TYPES)
     assert set(MESSAGE_TYPES.values()) == routed
 
 

@@ -1,0 +1,174 @@
+"""Runs inside a network namespace: Mosquitto, a real `hass` 2025.4.4 with the Hearth integration
+set up through its real config flows, and the server's HomeAssistantTools on the server's MQTT
+client. Prints one JSON line of results. Started by tests/ha/test_live_home_assistant.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from hearth.server.mqtt.client import ClientSettings, MqttClient
+from hearth.server.session.interfaces import ToolCall
+from hearth.server.tools.home_assistant import SUBSCRIPTIONS, HomeAssistantTools
+from hearth.server.tools.registry import ToolScope
+from hearth.wire import MqttUrl, SatelliteCapabilities, SatelliteStatus, ServerStatus, topics
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = """
+homeassistant:
+  name: Test
+  latitude: 52.37
+  longitude: 4.89
+  elevation: 0
+  unit_system: metric
+  time_zone: UTC
+  country: NL
+  internal_url: "http://127.0.0.1:{http_port}"
+http:
+  server_host: 127.0.0.1
+  server_port: {http_port}
+api:
+conversation:
+intent:
+logger:
+  default: warning
+input_boolean:
+  kitchen:
+    name: Kitchen power
+  garage:
+    name: Garage power
+light:
+  - platform: template
+    lights:
+{lights}
+"""
+LIGHT = """      {key}:
+        friendly_name: {name}
+        unique_id: light-{key}
+        value_template: "{{{{ is_state('input_boolean.{key}', 'on') }}}}"
+        turn_on:
+          action: input_boolean.turn_on
+          target: {{entity_id: input_boolean.{key}}}
+        turn_off:
+          action: input_boolean.turn_off
+          target: {{entity_id: input_boolean.{key}}}
+"""
+
+
+async def main(workdir: Path, hass_bin: str, mosquitto_bin: str) -> dict:
+    mqtt_port, http_port = 18830, 18123
+    (workdir / "mosquitto.conf").write_text(
+        f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"
+    )
+    broker = subprocess.Popen([mosquitto_bin, "-c", str(workdir / "mosquitto.conf")], stderr=subprocess.DEVNULL)
+    config_dir = workdir / "ha"
+    (config_dir / "custom_components").mkdir(parents=True)
+    (config_dir / "custom_components" / "hearth").symlink_to(REPO / "custom_components" / "hearth")
+    lights = "".join(LIGHT.format(key=k, name=n) for k, n in (("kitchen", "Kitchen light"), ("garage", "Garage light")))
+    (config_dir / "configuration.yaml").write_text(CONFIG.format(http_port=http_port, lights=lights))
+    log = open(workdir / "hass.log", "w")
+    hass = subprocess.Popen([hass_bin, "-c", str(config_dir), "--skip-pip"], stdout=log, stderr=subprocess.STDOUT)
+    client = None
+    tools_box: dict[str, HomeAssistantTools] = {}
+    try:
+        await asyncio.sleep(0.5)
+        client = MqttClient(
+            ClientSettings(MqttUrl("127.0.0.1", mqtt_port), "hearth", "hearth-server", protocol="3.1.1",
+                           status=ServerStatus("hearth", name="Hearth house")),
+            list(SUBSCRIPTIONS), lambda topic, payload: tools_box["t"].handle_message(topic, payload),
+        )
+        tools = tools_box["t"] = HomeAssistantTools(client.publish)
+        client.start()
+        assert await client.wait_connected(10), "server client did not connect"
+        base = f"http://127.0.0.1:{http_port}"
+        async with aiohttp.ClientSession() as http:
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    async with http.get(f"{base}/api/onboarding") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                assert time.monotonic() < deadline, "Home Assistant did not start"
+                await asyncio.sleep(0.5)
+            client_id = f"{base}/"
+            async with http.post(f"{base}/api/onboarding/users", json={
+                "client_id": client_id, "name": "Test", "username": "test", "password": "test-pass-1", "language": "en"}) as r:
+                code = (await r.json())["auth_code"]
+            async with http.post(f"{base}/auth/token", data={"grant_type": "authorization_code", "code": code, "client_id": client_id}) as r:
+                token = (await r.json())["access_token"]
+            auth = {"Authorization": f"Bearer {token}"}
+
+            async def flow(handler: str, data: dict) -> dict:
+                async with http.post(f"{base}/api/config/config_entries/flow", json={"handler": handler}, headers=auth) as r:
+                    step = await r.json()
+                async with http.post(f"{base}/api/config/config_entries/flow/{step['flow_id']}", json=data, headers=auth) as r:
+                    return await r.json()
+
+            mqtt_result = await flow("mqtt", {"broker": "127.0.0.1", "port": mqtt_port})
+            assert mqtt_result.get("type") == "create_entry", mqtt_result
+            hearth_result = await flow("hearth", {"server_id": "hearth"})
+            assert hearth_result.get("type") == "create_entry", hearth_result
+
+            # A satellite appears (its retained status, as hearth.satellite publishes it).
+            status = SatelliteStatus("kitchen", name="Kitchen satellite", state="idle", muted=False,
+                                     capabilities=SatelliteCapabilities(wake_words=("hey_jarvis",)))
+            client.publish(topics.satellite_status("kitchen"), status.to_json(), 1, True)
+            scope = ToolScope("satellite", "kitchen")
+            deadline = time.monotonic() + 20
+            while "kitchen" not in tools.catalogs:
+                assert time.monotonic() < deadline, "no catalog for the kitchen satellite"
+                await asyncio.sleep(0.05)
+            catalog = tools.catalogs["kitchen"]
+
+            async def light_state(entity_id: str) -> str:
+                async with http.get(f"{base}/api/states/{entity_id}", headers=auth) as r:
+                    return (await r.json())["state"]
+
+            round_trips, to_state = [], []
+            for index in range(10):
+                name = "HassTurnOn" if index % 2 == 0 else "HassTurnOff"
+                expected = "on" if index % 2 == 0 else "off"
+                start = time.perf_counter()
+                result = await tools.call(scope, ToolCall(name, '{"name": "Kitchen light"}', f"c{index}", "s1"))
+                round_trips.append((time.perf_counter() - start) * 1000)
+                assert result.error is None, result
+                while await light_state("light.kitchen") != expected:
+                    assert time.perf_counter() - start < 5
+                    await asyncio.sleep(0.005)
+                to_state.append((time.perf_counter() - start) * 1000)
+            bad = await tools.call(scope, ToolCall("HassTurnOn", '{"name": "Nonexistent lamp"}', "c-bad", "s1"))
+            return {
+                "tools": sorted(t.name for t in catalog.tools),
+                "prompt_names_kitchen_light": "Kitchen light" in (catalog.api_prompt or ""),
+                "kitchen_light": await light_state("light.kitchen"),
+                "round_trip_p50_ms": round(statistics.median(round_trips), 1),
+                "call_to_state_p50_ms": round(statistics.median(to_state), 1),
+                "unknown_name": {"error": bad.error, "speech": bad.speech},
+            }
+    finally:
+        if client is not None:
+            await client.stop()
+        hass.terminate()
+        try:
+            hass.wait(30)
+        except subprocess.TimeoutExpired:
+            hass.kill()
+        broker.terminate()
+        broker.wait(10)
+        log.close()
+
+
+if __name__ == "__main__":
+    workdir, hass_bin, mosquitto_bin = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    print("RESULT " + json.dumps(asyncio.run(main(workdir, hass_bin, mosquitto_bin))))
