@@ -16,6 +16,8 @@ from hearth.wire import MqttUrl, ServerStatus
 
 from ..config import MqttConfig, ServerConfig
 from ..context import ServerContext
+from ..tools.home_assistant import SUBSCRIPTIONS as HA_SUBSCRIPTIONS
+from ..tools.home_assistant import HomeAssistantTools
 from .bridge import SUBSCRIPTIONS, MqttBridge
 from .broker import EmbeddedBroker
 from .client import ClientSettings, MqttClient
@@ -86,8 +88,11 @@ def bridge_context(version: str | None) -> CleanupCtx:
             status=ServerStatus(mqtt.server_id, version=version, arbitration_window_ms=mqtt.arbitration_window_ms),
         )
         bridge: MqttBridge | None = None
+        home_assistant: HomeAssistantTools | None = None
 
         def on_message(topic: str, payload: bytes) -> None:
+            if home_assistant is not None and home_assistant.handle_message(topic, payload):
+                return
             if bridge is not None:
                 bridge.handle_message(topic, payload)
 
@@ -99,8 +104,12 @@ def bridge_context(version: str | None) -> CleanupCtx:
             if bridge is not None:
                 bridge.on_disconnected(reason)
 
-        client = MqttClient(settings, SUBSCRIPTIONS, on_message, on_connected=on_connected,
+        client = MqttClient(settings, SUBSCRIPTIONS + HA_SUBSCRIPTIONS, on_message, on_connected=on_connected,
                             on_disconnected=on_disconnected)
+        # Home Assistant's tools (custom_components/hearth publishes them): its own answer
+        # comes a little before the session's tool timeout, so its words are the ones spoken.
+        home_assistant = HomeAssistantTools(client.publish, timeout_s=0.9 * ctx.config.server.tool_timeout_s)
+        ctx.tools.add(home_assistant)
         bridge = MqttBridge(ctx, mqtt, client.publish)
         app[MqttBridge.KEY] = bridge
         app[MqttClient.KEY] = client
@@ -110,6 +119,8 @@ def bridge_context(version: str | None) -> CleanupCtx:
         try:
             yield
         finally:
+            ctx.tools.remove(home_assistant)
+            home_assistant.close()
             bridge.close()
             await client.stop()
 
