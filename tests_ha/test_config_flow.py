@@ -8,7 +8,7 @@ from typing import Any
 from unittest.mock import patch
 
 import pytest
-from conftest import SERVER, fire, fire_server_online
+from conftest import SERVER, fire
 from custom_components.hearth.const import CONF_DEVICELESS_TOOLS, CONF_LLM_HASS_API, CONF_RESPONSE_TIMEOUT, CONF_SERVER_ID, DOMAIN
 from hearth.wire import ServerStatus, topics
 from homeassistant import config_entries

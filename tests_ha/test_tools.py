@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
-from conftest import Published, catalog_json, fire, fire_satellite
+from conftest import Published, catalog_json, fire
 from custom_components.hearth import tools
 from custom_components.hearth.const import DOMAIN
 from hearth.wire import TimerCancelled, TimerFinished, TimerStarted, ToolCall, ToolCatalog, ToolResult, ha_topics
