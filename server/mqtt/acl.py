@@ -39,12 +39,14 @@ user homeassistant
 topic read hearth/v1/satellite/+/status
 topic read hearth/v1/server/+/status
 topic write hearth/v1/satellite/+/command
+topic readwrite hearth/v1/ha/#
 
 pattern write hearth/v1/satellite/%u/status
 pattern write hearth/v1/satellite/%u/event
 pattern write hearth/v1/satellite/%u/audio
 pattern read hearth/v1/satellite/%u/command
 pattern read hearth/v1/satellite/%u/reply
+pattern read hearth/v1/ha/satellite/%u/settings
 pattern read hearth/v1/server/+/status
 """
 

@@ -228,7 +228,8 @@ def start_scripted_server(tmp: Path, engine: ScriptedEngine, mqtt: dict[str, Any
     satellites = satellite_accounts()
     for sat, extra in mqtt.pop("satellites", {}).items():
         satellites[sat] = {**satellites.get(sat, {}), **extra}
-    settings = {"mqtt": {"broker": {"port": port}, "arbitration_window_ms": 100, "stream_timeout_s": 1.0,
+    broker = {"port": port, **mqtt.pop("broker", {})}
+    settings = {"mqtt": {"broker": broker, "arbitration_window_ms": 100, "stream_timeout_s": 1.0,
                          "ack_timeout_s": 2.0, "satellites": satellites, **mqtt},
                 "session": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 200,
                                                "prefix_padding_ms": 100}}}
