@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -27,6 +26,14 @@ from ..protocol.errors import RealtimeProtocolError
 from ..protocol.ids import new_id
 from ..protocol.session_config import SemanticVad, ServerVad
 from .conversation import Conversation, Entry
+from .end_of_turn import (
+    QUICK_SILENCE_MS,
+    SEMANTIC_MAX_SILENCE,
+    SEMANTIC_MIN_SILENCE,
+    TurnEndModel,
+    TurnGuess,
+    sounds_complete,
+)
 from .input_buffer import InputBuffer
 from .interfaces import PIPELINE_RATE, Transcriber, Transcript, TranscriptionError, TranscriptionRequest
 from .items import set_transcript, user_audio_item
@@ -40,23 +47,6 @@ _LOGGER = logging.getLogger(__name__)
 MIN_COMMIT_MS = 100
 #: In VAD mode, silence older than the prefix padding is dropped once the buffer exceeds this.
 IDLE_TRIM_S = 2.0
-#: semantic_vad: silence needed after a complete-sounding phrase, and the cap, by eagerness (ms).
-SEMANTIC_MIN_SILENCE = {"high": 200, "medium": 350, "auto": 350, "low": 600}
-SEMANTIC_MAX_SILENCE = {"high": 2000, "medium": 4000, "auto": 4000, "low": 8000}
-_TRAILING_CONTINUATIONS = re.compile(
-    r"\b(and|or|but|so|because|the|a|an|to|of|with|for|in|on|at|um|uh|like|then|if|my|your|is)\W*$", re.IGNORECASE
-)
-
-
-def sounds_complete(text: str) -> bool:
-    """Whether a partial transcript reads like a finished request (semantic_vad)."""
-    text = text.strip()
-    if not text or text.endswith(("...", "…", ",", "-")):
-        return False
-    if _TRAILING_CONTINUATIONS.search(text):
-        return False
-    return text[-1] in ".!?"
-
 
 def input_resampler(rate: int) -> StreamResampler:
     """Input audio to 16 kHz for VAD and STT.
@@ -77,6 +67,19 @@ class _Speculation:
     task: asyncio.Task[Transcript]
 
 
+@dataclass
+class _Guess:
+    """A fast transcript + intent match of the turn so far (the staged end of turn)."""
+
+    start: int
+    end: int
+    task: asyncio.Task[TurnGuess]
+
+
+def _no_plan() -> Any:
+    return None
+
+
 @dataclass(frozen=True)
 class InputHooks:
     """What the input side tells the session, and what it needs from it."""
@@ -92,11 +95,18 @@ class InputHooks:
     turn_committed: Callable[[str, ServerVad | SemanticVad], None]
     #: Timings of the committed turn, handed to the response that answers it.
     turn_timings: Callable[[TurnTimings], None]
+    #: The plan of the reply a committed turn would get now (its tools and instructions
+    #: feed the intent match); None when no reply would start.
+    reply_plan: Callable[[], Any] = _no_plan
+    #: A trusted transcript of the turn so far exists: reply to it speculatively (item id, text).
+    speculate: Callable[[str, str], None] = lambda _item, _text: None
+    #: The user went on (or the buffer was cleared): drop the speculative reply.
+    drop_speculation: Callable[[], None] = lambda: None
 
 
 class InputStage:
     def __init__(self, hooks: InputHooks, conversation: Conversation, vad: Any, transcriber: Transcriber | None,
-                 wire_rate: int, limits: SessionLimits | None = None) -> None:
+                 wire_rate: int, limits: SessionLimits | None = None, turn_end: TurnEndModel | None = None) -> None:
         self.hooks = hooks
         self.limits = limits or SessionLimits()
         #: 16 kHz audio waiting for its VAD scores (large appends are scored off the loop).
@@ -111,6 +121,9 @@ class InputStage:
         self.speech_item: str | None = None
         self._speech_start = 0
         self._speculation: _Speculation | None = None
+        #: The engine's fast end-of-turn judge (None: the silence and the full transcript decide).
+        self.turn_end = turn_end
+        self._guess: _Guess | None = None
         self.transcripts: dict[str, asyncio.Task[Transcript | None]] = {}
         self._pending_timings: TurnTimings | None = None
         self._silence_began_at: float | None = None
@@ -232,6 +245,7 @@ class InputStage:
         match signal.kind:
             case "speech_started":
                 self._cancel_speculation()
+                self._cancel_guess()
                 if vad is None:
                     return
                 self.speech_item = new_id("item")
@@ -243,8 +257,11 @@ class InputStage:
             case "silence_settled":
                 start = self._speech_start if vad is not None and self.speech_item else self.buffer.start
                 self._speculate(start, signal.sample)
+                if vad is not None and self.speech_item is not None:
+                    self._start_guess(start, signal.sample)
             case "speech_resumed":
                 self._cancel_speculation()
+                self._cancel_guess()
             case "turn_ended":
                 if vad is None or self.speech_item is None:
                     return
@@ -264,14 +281,79 @@ class InputStage:
         timings = self._pending_timings = TurnTimings()
         timings.mark("silence_began", self._silence_began_at)
         task = self.hooks.spawn(self._transcribe(audio, timings), "speculative-stt")
-        self._speculation = _Speculation(start=start, end=end, task=task)
-        task.add_done_callback(lambda _t: self._check_semantic_end())
+        spec = self._speculation = _Speculation(start=start, end=end, task=task)
+        task.add_done_callback(lambda _t: self._speculation_done(spec))
 
     def _cancel_speculation(self) -> None:
         if self._speculation is not None:
             self._speculation.task.cancel()
             self._speculation = None
             self._pending_timings = None
+            self.hooks.drop_speculation()
+
+    def _speculation_done(self, spec: _Speculation) -> None:
+        """The full transcript of the turn so far is in: reply to it speculatively, maybe end the turn."""
+        if self._speculation is not spec or spec.task.cancelled() or spec.task.exception() is not None:
+            return
+        if self.speech_item is not None and self._cfg.turn_detection is not None:
+            text = spec.task.result().text
+            if text.strip():
+                self.hooks.speculate(self.speech_item, text)
+        self._check_semantic_end()
+
+    # ------------------------------------------------------------ the staged end of turn
+
+    def _start_guess(self, start: int, end: int) -> None:
+        """Ask the engine's fast judge about the turn so far (see end_of_turn.py)."""
+        self._cancel_guess()
+        if self.turn_end is None or end - max(start, self.buffer.start) > self.limits.max_speculation_s * PIPELINE_RATE:
+            return
+        _, audio = self.buffer.slice(start, end)
+        if not len(audio):
+            return
+        plan = self.hooks.reply_plan()
+        tools = list(plan.tools) if plan is not None else []
+        instructions = plan.instructions if plan is not None else ""
+        timings = self._pending_timings
+        turn_end = self.turn_end
+
+        async def judge() -> TurnGuess:
+            if timings is not None:
+                timings.mark("quick_start")
+            guess = await turn_end.guess(audio, tools=tools, instructions=instructions)
+            if timings is not None:
+                timings.mark("quick_done")
+            return guess
+
+        guess = self._guess = _Guess(start=start, end=end, task=self.hooks.spawn(judge(), "turn-guess"))
+        guess.task.add_done_callback(lambda _t: self._guess_done(guess))
+
+    def _cancel_guess(self) -> None:
+        if self._guess is not None:
+            self._guess.task.cancel()
+            self._guess = None
+
+    def _guess_result(self) -> TurnGuess | None:
+        guess = self._guess
+        if guess is None or not guess.task.done() or guess.task.cancelled() or guess.task.exception() is not None:
+            return None
+        return guess.task.result()
+
+    def _guess_done(self, guess: _Guess) -> None:
+        if self._guess is not guess:
+            return
+        if not guess.task.cancelled() and guess.task.exception() is not None:
+            _LOGGER.warning("fast end-of-turn guess failed: %s", guess.task.exception())
+            return
+        result = self._guess_result()
+        if result is None or self.speech_item is None:
+            return
+        if result.complete:
+            # a complete request, on a rough transcript: a reply may be prepared, never acted on
+            spec = self._speculation
+            if spec is None or not spec.task.done():
+                self.hooks.speculate(self.speech_item, result.text)
+        self._check_semantic_end()
 
     async def _transcribe(self, audio: np.ndarray, timings: TurnTimings | None) -> Transcript:
         assert self.transcriber is not None
@@ -289,12 +371,21 @@ class InputStage:
         return result
 
     def _check_semantic_end(self) -> None:
-        """semantic_vad: end the turn early once the words so far sound complete."""
+        """semantic_vad: end the turn early once the words so far are a complete request."""
         vad = self._cfg.turn_detection
-        spec = self._speculation
-        if not isinstance(vad, SemanticVad) or self.speech_item is None or spec is None or not spec.task.done():
+        if not isinstance(vad, SemanticVad) or self.speech_item is None or self.detector is None:
             return
-        if spec.task.cancelled() or spec.task.exception() is not None or self.detector is None:
+        guess, result = self._guess, self._guess_result()
+        if guess is not None and result is not None and result.complete:
+            silence_ms = (self.detector.position - guess.end) * 1000 / PIPELINE_RATE
+            if silence_ms >= QUICK_SILENCE_MS[vad.eagerness]:
+                if self._pending_timings is not None:
+                    self._pending_timings.mark("quick_end")
+                self.detector.reset_turn()
+                self._end_turn(self.detector.position, vad)
+                return
+        spec = self._speculation
+        if spec is None or not spec.task.done() or spec.task.cancelled() or spec.task.exception() is not None:
             return
         silence_ms = (self.detector.position - spec.end) * 1000 / PIPELINE_RATE
         if silence_ms >= SEMANTIC_MIN_SILENCE[vad.eagerness] and sounds_complete(spec.task.result().text):
@@ -342,11 +433,13 @@ class InputStage:
         self._pending_timings = None
         timings.item_id = item_id
         timings.mark("committed")
+        self._cancel_guess()
         spec, self._speculation = self._speculation, None
         last_speech = self.detector.last_speech_end if self.detector is not None else end
         if spec is not None and (spec.end < last_speech or spec.start > start):
             spec.task.cancel()
             spec = None
+            self.hooks.drop_speculation()  # it answered words the user went on from
             for stale in ("stt_start", "stt_done"):
                 timings.marks.pop(stale, None)
         item = user_audio_item(item_id)
@@ -409,6 +502,8 @@ class InputStage:
 
     def clear(self, silent: bool = False) -> None:
         self._cancel_speculation()
+        self._cancel_guess()
+        self.hooks.drop_speculation()
         if self._scoring is not None:
             self._scoring.cancel()
             self._scoring = None

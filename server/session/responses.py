@@ -8,6 +8,14 @@ Assistant's), the response ends with that call like any other; the call then run
 with a timeout, its `function_call_output` joins the conversation, and a follow-up
 response continues, so a Realtime client sees exactly the items it would see had it
 run the tool itself. A failed or late tool is answered with a short spoken apology.
+
+A reply can be prepared before its turn is committed (`speculate`): once a transcript
+of the turn so far exists, the engine runs on it and its chunks are held. When the
+turn commits, the response replays them at once; if the user went on, they are
+dropped. A held reply is trusted only so far: its text and audio may go out before
+the item's full transcript is in, but a function call waits for it, and when the full
+transcript says other words the rest of the held reply is dropped and the engine
+answers the full transcript (what was already said is not said twice).
 """
 
 from __future__ import annotations
@@ -39,6 +47,8 @@ from .interfaces import (
     ToolResult,
     ToolTimeout,
 )
+from .end_of_turn import same_words
+from .interfaces import ResponseChunk
 from .items import Items
 from .response import ResponseBuilder, ResponsePlan
 from .timings import TimingLog, TurnTimings
@@ -62,6 +72,41 @@ class ActiveResponse:
     #: Calls of server-side tools the engine made in this response.
     server_calls: list[Entry] = field(default_factory=list)
     client_calls: int = 0
+    #: The speculative reply this response replays, if one was prepared for its turn.
+    held: HeldReply | None = None
+
+
+@dataclass(eq=False)
+class HeldReply:
+    """A reply prepared for a turn not yet committed: the engine's chunks, held."""
+
+    item_id: str
+    #: The transcript (of the turn so far) it answers.
+    text: str
+    plan: ResponsePlan
+    #: Ids of the conversation entries it saw before the turn's item.
+    context_ids: tuple[str, ...]
+    chunks: list[ResponseChunk] = field(default_factory=list)
+    marks: dict[str, float] = field(default_factory=dict)
+    finished: bool = False
+    error: BaseException | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    async def chunk(self, index: int) -> ResponseChunk | None:
+        """The `index`-th chunk once the engine produced it; None after the last. Re-raises its error."""
+        while index >= len(self.chunks) and not self.finished:
+            self.changed.clear()
+            await self.changed.wait()
+        if index < len(self.chunks):
+            return self.chunks[index]
+        if self.error is not None:
+            raise self.error
+        return None
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
 
 
 @dataclass(frozen=True)
@@ -90,6 +135,10 @@ class Responses:
         self.side: set[ActiveResponse] = set()
         self.last_id: str | None = None
         self.last: ActiveResponse | None = None
+        #: The speculative reply to the turn in progress, if any.
+        self.held: HeldReply | None = None
+        #: Held replies prepared / used / dropped, for diagnostics and tests.
+        self.speculation_counts = {"started": 0, "used": 0, "dropped": 0}
 
     # ------------------------------------------------------------ queries
 
@@ -108,14 +157,75 @@ class Responses:
                 return candidate
         return None
 
+    # ------------------------------------------------------------ speculative replies
+
+    def speculate(self, item_id: str, text: str, plan: ResponsePlan) -> None:
+        """Prepare the reply to `text`, the transcript so far of the user turn `item_id`; held until it commits."""
+        held = self.held
+        if held is not None and held.item_id == item_id and same_words(held.text, text) and held.plan == plan:
+            return
+        self.drop_speculation()
+        if self.active is not None or plan.input is not None or not plan.in_conversation:
+            return
+        entries = list(self.conversation.entries())
+        held = self.held = HeldReply(item_id=item_id, text=text, plan=plan, context_ids=tuple(e.id for e in entries))
+        held.task = self.hooks.spawn(self._prepare(held, entries), f"speculative-reply-{item_id}")
+        self.speculation_counts["started"] += 1
+
+    def drop_speculation(self) -> None:
+        """The user went on (or the turn was answered otherwise): forget the held reply."""
+        held, self.held = self.held, None
+        if held is not None:
+            held.cancel()
+            self.speculation_counts["dropped"] += 1
+
+    async def _prepare(self, held: HeldReply, entries: list[Entry]) -> None:
+        try:
+            scratch = ResponseBuilder(held.plan, Conversation(), lambda _event: None, None)
+            items = await self._context(entries, scratch, held.plan.instructions)
+            items.append(ContextItem(type="message", id=held.item_id, role="user", text=held.text))
+            stream = self.engine.respond(held.plan.engine_request(items), on_mark=held.marks.setdefault)
+            try:
+                async for chunk in stream:
+                    held.chunks.append(chunk)
+                    held.changed.set()
+            finally:
+                await stream.aclose()
+        except asyncio.CancelledError:
+            held.error = asyncio.CancelledError()
+            raise
+        except Exception as err:  # surfaces in the response that replays it
+            held.error = err
+        finally:
+            held.finished = True
+            held.changed.set()
+
+    def _take_held(self, plan: ResponsePlan) -> HeldReply | None:
+        """The held reply, if it answers the turn this response is for, with this response's settings."""
+        held, self.held = self.held, None
+        if held is None:
+            return None
+        entries = self.conversation.entries()
+        usable = (plan == held.plan and bool(entries) and entries[-1].id == held.item_id
+                  and tuple(e.id for e in entries[:-1]) == held.context_ids and not isinstance(held.error, BaseException))
+        if not usable:
+            held.cancel()
+            self.speculation_counts["dropped"] += 1
+            return None
+        self.speculation_counts["used"] += 1
+        return held
+
     # ------------------------------------------------------------ start
 
     def start(self, plan: ResponsePlan, timings: TurnTimings | None = None) -> ActiveResponse:
+        held = self._take_held(plan) if plan.in_conversation and plan.input is None else None
+        if held is None and plan.in_conversation:
+            self.drop_speculation()
         builder = ResponseBuilder(plan, self.conversation, self.hooks.emit, self.media)
         timings = timings or TurnTimings()
         timings.response_id = builder.id
         timings.mark("response_created")
-        active = ActiveResponse(builder=builder, plan=plan, timings=timings)
+        active = ActiveResponse(builder=builder, plan=plan, timings=timings, held=held)
         if plan.in_conversation:
             self.active = active
             self.last = active
@@ -159,40 +269,117 @@ class Responses:
                                          output=data["output"]))
         return items
 
+    def _emit(self, active: ActiveResponse, chunk: ResponseChunk) -> bool:
+        """One engine chunk into the response; False when the response cannot take more."""
+        builder, plan = active.builder, active.plan
+        if builder.done:
+            return False
+        match chunk:
+            case OutputText():
+                if not builder.add_text(chunk.delta):
+                    builder.finish("incomplete", {"type": "incomplete", "reason": "max_output_tokens"})
+                    return False
+            case OutputAudio():
+                builder.add_audio(chunk.pcm, chunk.rate, asyncio.get_running_loop().time())
+                active.timings.mark("first_audio")
+            case OutputFunctionCall():
+                entry = builder.add_function_call(chunk.name, chunk.arguments, chunk.call_id)
+                if self.toolbox.handles(chunk.name) and plan.in_conversation:
+                    active.server_calls.append(entry)
+                else:
+                    active.client_calls += 1
+            case OutputUsage():
+                builder.usage.measured = (chunk.input_tokens, chunk.output_tokens)
+            case _:
+                assert_never(chunk)
+        return True
+
+    async def _stream(self, active: ActiveResponse, entries: list[Entry], said: list[str] | None = None) -> None:
+        """Ask the engine for the reply and stream it into the response.
+
+        `said`: text deltas a held reply already spoke; the engine's reply skips them
+        (and their audio) while it starts with the same words.
+        """
+        builder, plan, timings = active.builder, active.plan, active.timings
+        items = await self._context(entries, builder, plan.instructions)
+        timings.mark("context_ready")
+        said = list(said or ())
+        skipping = bool(said)
+        stream = self.engine.respond(plan.engine_request(items), on_mark=timings.mark)
+        try:
+            async for chunk in stream:
+                if skipping:
+                    if isinstance(chunk, OutputText):
+                        skipping = bool(said) and chunk.delta == said[0]
+                        if skipping:
+                            said.pop(0)
+                    if skipping and isinstance(chunk, (OutputText, OutputAudio)):
+                        continue
+                    skipping = False
+                if not self._emit(active, chunk):
+                    break
+        finally:
+            await stream.aclose()
+
+    async def _replay(self, active: ActiveResponse, held: HeldReply, entries: list[Entry]) -> None:
+        """Send a held reply; a call waits for the full transcript, which must say the same words."""
+        timings = active.timings
+        for name, at in held.marks.items():
+            timings.mark(f"held_{name}", at)
+        timings.mark("context_ready")
+        entry = self.conversation.get(held.item_id)
+        final = self.hooks.transcript(entry) if entry is not None else None
+        confirmed = final is None
+        said: list[str] = []
+        index = 0
+        try:
+            while True:
+                if not confirmed and final is not None and final.done():
+                    if not _agrees(final, held.text):
+                        break
+                    confirmed = True
+                    timings.mark("held_confirmed")
+                next_chunk = asyncio.ensure_future(held.chunk(index))
+                waits: set[asyncio.Future[Any]] = {next_chunk}
+                if not confirmed and final is not None:
+                    waits.add(final)
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if not next_chunk.done():
+                    next_chunk.cancel()
+                    continue  # the full transcript is in: check it first
+                chunk = next_chunk.result()
+                if chunk is None:
+                    if not confirmed and final is not None:
+                        await asyncio.shield(final)  # usage and the item's text need it
+                    await self._context(entries, active.builder, active.plan.instructions)
+                    return
+                if isinstance(chunk, OutputFunctionCall) and not confirmed:
+                    assert final is not None
+                    await asyncio.shield(final)  # never a call on a rough transcript
+                    continue
+                index += 1
+                if isinstance(chunk, OutputText):
+                    said.append(chunk.delta)
+                if not self._emit(active, chunk):
+                    return
+        finally:
+            held.cancel()
+        _LOGGER.info("session %s: held reply to %r dropped: the full transcript says other words",
+                     self.hooks.session_id, held.text)
+        timings.mark("held_rejected")
+        self.speculation_counts["dropped"] += 1
+        await self._stream(active, entries, said)
+
     async def _run(self, active: ActiveResponse) -> None:
         builder, plan, timings = active.builder, active.plan, active.timings
-        loop = asyncio.get_running_loop()
         follow_up: ResponsePlan | None = None
         try:
             entries = list(plan.input) if plan.input is not None else [
                 e for e in self.conversation.entries() if e not in builder.outputs]
-            items = await self._context(entries, builder, plan.instructions)
-            timings.mark("context_ready")
-            stream = self.engine.respond(plan.engine_request(items), on_mark=timings.mark)
-            try:
-                async for chunk in stream:
-                    if builder.done:
-                        break
-                    match chunk:
-                        case OutputText():
-                            if not builder.add_text(chunk.delta):
-                                builder.finish("incomplete", {"type": "incomplete", "reason": "max_output_tokens"})
-                                break
-                        case OutputAudio():
-                            builder.add_audio(chunk.pcm, chunk.rate, loop.time())
-                            timings.mark("first_audio")
-                        case OutputFunctionCall():
-                            entry = builder.add_function_call(chunk.name, chunk.arguments, chunk.call_id)
-                            if self.toolbox.handles(chunk.name) and plan.in_conversation:
-                                active.server_calls.append(entry)
-                            else:
-                                active.client_calls += 1
-                        case OutputUsage():
-                            builder.usage.measured = (chunk.input_tokens, chunk.output_tokens)
-                        case _:
-                            assert_never(chunk)
-            finally:
-                await stream.aclose()
+            if active.held is not None:
+                await self._replay(active, active.held, entries)
+            else:
+                await self._stream(active, entries)
             builder.finish("completed")
             if active.server_calls and not active.client_calls and builder.status == "completed":
                 follow_up = await self._run_tools(active)
@@ -295,6 +482,15 @@ class Responses:
         return active
 
     def close(self) -> None:
+        self.drop_speculation()
         for active in [self.active, *self.side]:
             if active is not None and active.task is not None:
                 active.task.cancel()
+
+
+def _agrees(final: asyncio.Task[Any], text: str) -> bool:
+    """Whether the item's finished full transcript says what the held reply answered."""
+    if final.cancelled() or final.exception() is not None:
+        return False
+    transcript = final.result()
+    return transcript is not None and same_words(transcript.text, text)

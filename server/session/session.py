@@ -113,9 +113,10 @@ class RealtimeSession:
         self.input = InputStage(
             InputHooks(emit=self._send, spawn=self._spawn, config=lambda: self.config,
                        speech_started=self._speech_started, turn_committed=self._turn_committed,
-                       turn_timings=self._set_turn_timings),
+                       turn_timings=self._set_turn_timings, reply_plan=self._reply_plan,
+                       speculate=self._speculate_reply, drop_speculation=lambda: self.responses.drop_speculation()),
             self.conversation, self.engine.vad, self.engine.transcriber, self._input_format.rate,
-            self.options.limits)
+            self.options.limits, turn_end=getattr(self.engine, "end_of_turn", None))
         self.responses = Responses(
             ResponseHooks(emit=self._send, spawn=self._spawn, session_id=self.id, transcript=self.input.transcribe_entry,
                           finished=self._response_finished, tool_timeout_s=self.options.tool_timeout_s),
@@ -350,6 +351,21 @@ class RealtimeSession:
             _LOGGER.info("session %s: turn ended while a response is active; not starting another", self.id)
             return
         self._start_response(ce.ResponseParams())
+
+    def _reply_plan(self) -> ResponsePlan | None:
+        """The plan a committed turn's reply would get now (None: a transcription session)."""
+        if self.config.type != "realtime":
+            return None
+        return self._plan(ce.ResponseParams())
+
+    def _speculate_reply(self, item_id: str, text: str) -> None:
+        """A trusted transcript of the turn so far: prepare the reply the commit would start."""
+        vad = self._input_cfg.turn_detection
+        if vad is None or not vad.create_response or self.config.type != "realtime" or self.responses.busy:
+            return
+        plan = self._reply_plan()
+        if plan is not None:
+            self.responses.speculate(item_id, text, plan)
 
     def _set_turn_timings(self, timings: TurnTimings) -> None:
         self._turn_timings = timings
