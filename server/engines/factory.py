@@ -34,7 +34,8 @@ def _cascade(engine: CascadeConfig, executor: Executor) -> SpeechEngine:
 
     brain = BRAIN_BUILDERS[engine.brain.type](engine.brain)
     return CascadeEngine(brain, WhisperTranscriber(engine.stt, executor), PiperSynthesizer(engine.tts, executor),
-                         engine.vad.model_path)
+                         engine.vad.model_path, acknowledge=engine.acknowledge,
+                         acknowledge_realtime=engine.acknowledge_realtime, quick_turn_end=engine.quick_turn_end)
 
 
 def _intents(brain: IntentsConfig) -> Any:

@@ -16,6 +16,13 @@ engine's workers.
 Closing the generator or cancelling the task that iterates it cancels the
 thinking task (and so the brain's stream) and stops piper after the sentence
 in progress; `respond` returns only once both have let go.
+
+Latency: when the brain's answer starts with a function call (a device command),
+the reply first says `acknowledge` ("Okay.") from audio synthesized once and cached,
+so the user hears within milliseconds that the command was understood. Each session
+also gets `end_of_turn`, the fast judge the session's staged end of turn asks
+(short-window Whisper + the intents matcher, `fast_stt.py`), when the brain has an
+intents matcher.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
+
 from hearth.server.session.interfaces import (
     Declined,
     EngineSessionInfo,
@@ -38,11 +47,13 @@ from hearth.server.session.interfaces import (
     OutputUsage,
     ResponseChunk,
     ResponseRequest,
+    PIPELINE_RATE,
     Transcript,
     TranscriptionRequest,
 )
 
 from .brain import Brain
+from .fast_stt import FastTranscriber, QuickTurnJudge, intent_matcher
 from .sentences import SentenceSplitter, is_speakable
 from .stt import WhisperTranscriber
 from .tts import PiperSynthesizer
@@ -55,6 +66,7 @@ MARK_BRAIN_FIRST = "brain_first_output"  # first text delta or function call fro
 MARK_FIRST_SENTENCE = "first_sentence"  # first sentence complete, handed to TTS
 MARK_FIRST_AUDIO = "tts_first_audio"  # first audio chunk yielded
 MARK_BRAIN_DONE = "brain_done"  # the brain's stream ended
+MARK_ACK = "acknowledged"  # the cached acknowledgement was yielded
 MARK_DONE = "done"  # everything yielded
 
 #: Receives (stage name, `time.monotonic()` when the stage was reached), the
@@ -75,13 +87,17 @@ class CascadeSession:
         self.info = info
         self.vad = engine.new_vad()
         self.transcriber = engine
+        self.end_of_turn = engine.turn_judge
         self._engine = engine
         choose = getattr(engine.brain, "for_satellite", None)
         self.brain: Brain = choose(info.satellite_id) if choose is not None else engine.brain
+        #: Satellites always hear the acknowledgement; Realtime clients where configured
+        #: (they then see an assistant message before the call).
+        self._acknowledge = engine.acknowledge_for(info)
 
     def respond(self, request: ResponseRequest, *, on_mark: MarkCallback | None = None
                 ) -> AsyncIterator[ResponseChunk]:
-        return self._engine.respond(request, on_mark=on_mark, brain=self.brain)
+        return self._engine.respond(request, on_mark=on_mark, brain=self.brain, acknowledge=self._acknowledge)
 
     def close(self) -> None:
         self.vad.reset()
@@ -96,12 +112,28 @@ class CascadeEngine:
         transcriber: WhisperTranscriber,
         synthesizer: PiperSynthesizer,
         vad_model_path: str | Path | None = None,
+        *,
+        acknowledge: str | None = "Okay.",
+        acknowledge_realtime: bool = False,
+        quick_turn_end: bool = True,
     ) -> None:
         """Receives built stages; the composition root decides models and executors."""
         self.brain = brain
         self._transcriber = transcriber
         self._synthesizer = synthesizer
         self._vad_model_path = vad_model_path
+        self._acknowledge = acknowledge.strip() if acknowledge else None
+        self._acknowledge_realtime = acknowledge_realtime
+        self._ack_audio: dict[tuple[str, float], list[OutputAudio]] = {}
+        matcher = intent_matcher(brain) if quick_turn_end else None
+        #: The staged end of turn's fast judge (None: no intents matcher to judge with).
+        self.turn_judge = QuickTurnJudge(FastTranscriber(transcriber), matcher) if matcher is not None else None
+
+    def acknowledge_for(self, info: EngineSessionInfo) -> str | None:
+        """The acknowledgement a session's device commands start with, if any."""
+        if info.satellite_id is not None or self._acknowledge_realtime:
+            return self._acknowledge
+        return None
 
     def new_vad(self) -> SileroVad:
         """A fresh Silero VAD state for one session (the model itself is shared)."""
@@ -115,6 +147,8 @@ class CascadeEngine:
         """Load the VAD, Whisper and piper models and run each once (call at server start)."""
         self.new_vad()
         await asyncio.gather(self._transcriber.warm_up(), self._synthesizer.warm_up())
+        if self.turn_judge is not None:
+            await self.turn_judge.guess(np.zeros(PIPELINE_RATE, dtype=np.float32), tools=[], instructions="")
 
     def open(self, info: EngineSessionInfo) -> CascadeSession:
         return CascadeSession(self, info)
@@ -126,12 +160,14 @@ class CascadeEngine:
             await close()
 
     async def respond(
-        self, request: ResponseRequest, *, on_mark: MarkCallback | None = None, brain: Brain | None = None
+        self, request: ResponseRequest, *, on_mark: MarkCallback | None = None, brain: Brain | None = None,
+        acknowledge: str | None = None,
     ) -> AsyncIterator[ResponseChunk]:
         """Stream the reply: per sentence its text, then its audio; calls pass through.
 
         With ["text"] modalities the brain's deltas pass through unchanged. The
-        OutputText pieces always join to exactly the brain's text. `on_mark`, if
+        OutputText pieces join to exactly the brain's text, with the acknowledgement
+        first when spoken replies start with a call. `on_mark`, if
         given, is called once per MARK_* stage with its `time.monotonic()`
         timestamp, for benchmarks and logs. `brain` replaces the engine's brain (a
         session's own).
@@ -139,7 +175,7 @@ class CascadeEngine:
         marks = _Marks(on_mark)
         thinker = brain or self.brain
         if "audio" in request.output_modalities:
-            stream = self._spoken(request, marks, thinker)
+            stream = self._spoken(request, marks, thinker, acknowledge)
         else:
             stream = self._written(request, marks, thinker)
         async with _closing(stream):
@@ -170,9 +206,10 @@ class CascadeEngine:
                 yield event
         marks.once(MARK_BRAIN_DONE)
 
-    async def _spoken(self, request: ResponseRequest, marks: _Marks, brain: Brain) -> AsyncIterator[ResponseChunk]:
-        queue: asyncio.Queue[str | OutputFunctionCall | OutputUsage | _BrainEnd] = asyncio.Queue()
-        thinking = asyncio.create_task(self._think(request, queue, marks, brain), name="cascade-brain")
+    async def _spoken(self, request: ResponseRequest, marks: _Marks, brain: Brain, acknowledge: str | None = None
+                      ) -> AsyncIterator[ResponseChunk]:
+        queue: asyncio.Queue[str | _Ack | OutputFunctionCall | OutputUsage | _BrainEnd] = asyncio.Queue()
+        thinking = asyncio.create_task(self._think(request, queue, marks, brain, acknowledge), name="cascade-brain")
         try:
             while True:
                 item = await queue.get()
@@ -182,6 +219,13 @@ class CascadeEngine:
                     return
                 if isinstance(item, OutputFunctionCall | OutputUsage):
                     yield item
+                    continue
+                if isinstance(item, _Ack):
+                    yield OutputText(delta=item.text)
+                    for audio in await self._acknowledgement(item.text, request):
+                        marks.once(MARK_FIRST_AUDIO)
+                        yield audio
+                    marks.once(MARK_ACK)
                     continue
                 yield OutputText(delta=item)
                 if is_speakable(item):
@@ -197,9 +241,10 @@ class CascadeEngine:
     async def _think(
         self,
         request: ResponseRequest,
-        queue: asyncio.Queue[str | OutputFunctionCall | OutputUsage | _BrainEnd],
+        queue: asyncio.Queue[str | _Ack | OutputFunctionCall | OutputUsage | _BrainEnd],
         marks: _Marks,
         brain: Brain,
+        acknowledge: str | None = None,
     ) -> None:
         """Thinking stage: brain events -> sentences and calls on `queue`, then an end marker.
 
@@ -208,11 +253,15 @@ class CascadeEngine:
         """
         splitter = SentenceSplitter()
         usage: list[OutputUsage] = []
+        spoken = False
         try:
             events = self._brain_events(request, brain)
             async with _closing(events):
                 async for event in events:
                     marks.once(MARK_BRAIN_FIRST)
+                    if not spoken and isinstance(event, OutputFunctionCall) and acknowledge:
+                        queue.put_nowait(_Ack(acknowledge))
+                    spoken = True
                     if isinstance(event, OutputText):
                         for sentence in splitter.feed(event.delta):
                             marks.once(MARK_FIRST_SENTENCE)
@@ -238,12 +287,31 @@ class CascadeEngine:
         else:
             queue.put_nowait(_BrainEnd(None))
 
+    async def _acknowledgement(self, text: str, request: ResponseRequest) -> list[OutputAudio]:
+        """The acknowledgement's audio in this voice and speed: synthesized once, then cached."""
+        key = (request.voice, request.speed)
+        cached = self._ack_audio.get(key)
+        if cached is None:
+            speech = self._speak(text, request)
+            async with _closing(speech):
+                cached = [audio async for audio in speech]
+            if len(self._ack_audio) < 64:  # a few voices and speeds, not one per client whim
+                self._ack_audio[key] = cached
+        return cached
+
     async def _speak(self, sentence: str, request: ResponseRequest) -> AsyncIterator[OutputAudio]:
         rate = self._synthesizer.sample_rate_for(request.voice)
         audio = self._synthesizer.synthesize(sentence.strip(), request.voice, request.speed)
         async with _closing(audio):
             async for pcm in audio:
                 yield OutputAudio(pcm=pcm, rate=rate)
+
+
+@dataclass(frozen=True)
+class _Ack:
+    """The acknowledgement said before a leading function call."""
+
+    text: str
 
 
 @dataclass(frozen=True)

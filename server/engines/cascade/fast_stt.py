@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from concurrent.futures import Executor
+from typing import Any
 
 import ctranslate2
 import numpy as np
 
-from hearth.server.session.interfaces import PIPELINE_RATE, TranscriptionError
+from hearth.server.session.end_of_turn import TurnGuess
+from hearth.server.session.interfaces import PIPELINE_RATE, ResponseRequest, TranscriptionError
 
 from .stt import WhisperTranscriber
 
@@ -50,7 +53,7 @@ class FastTranscriber:
 
     def __init__(self, full: WhisperTranscriber, executor: Executor | None = None) -> None:
         self._full = full
-        self._executor = executor
+        self._executor = executor or full.executor
         self._prompt: list[int] | None = None
         self._suppress: list[int] = []
 
@@ -96,3 +99,34 @@ class FastTranscriber:
             return await loop.run_in_executor(self._executor, self.transcribe_blocking, audio)
         except Exception as exc:
             raise TranscriptionError(f"fast speech-to-text failed: {exc}") from exc
+
+
+def intent_matcher(brain: Any) -> Any | None:
+    """The intents brain inside `brain` (itself, or a part of a composed brain); None if there is none."""
+    candidates = [brain, getattr(brain, "intents", None), *getattr(brain, "brains", ())]
+    for candidate in candidates:
+        if candidate is not None and hasattr(candidate, "recognize") and hasattr(candidate, "names_for"):
+            return candidate
+    return None
+
+
+class QuickTurnJudge:
+    """The cascade's `TurnEndModel`: a fast transcript, then Home Assistant's matcher on it (~40 ms)."""
+
+    def __init__(self, fast: FastTranscriber, matcher: Any, executor: Executor | None = None) -> None:
+        self._fast = fast
+        self._matcher = matcher
+        self._executor = executor
+
+    def _guess_blocking(self, audio: np.ndarray, tools: Sequence[dict[str, Any]], instructions: str) -> TurnGuess:
+        text = self._fast.transcribe_blocking(audio)
+        if not text:
+            return TurnGuess(text="")
+        request = ResponseRequest(instructions=instructions, items=[], tools=list(tools), tool_choice="auto",
+                                  output_modalities=["text"], voice="", speed=1.0)
+        result = self._matcher.recognize(text, self._matcher.names_for(request))
+        return TurnGuess(text=text, intent=result.intent.name if result is not None else None)
+
+    async def guess(self, audio: np.ndarray, *, tools: Sequence[dict[str, Any]], instructions: str) -> TurnGuess:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._guess_blocking, audio, tools, instructions)

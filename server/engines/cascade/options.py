@@ -268,6 +268,14 @@ class CascadeConfig:
 
     type: Literal["cascade"] = tag("cascade")
     workers: int = option(2, "inference threads shared by all sessions", integer(1), unit="threads")
+    #: Said the moment a device command is understood, from cached audio (~0 ms), while the
+    #: call goes out and its confirmation is prepared.
+    acknowledge: str | None = option("Okay.", "spoken to satellites before a device command's tool call; null = nothing",
+                                     Maybe(non_empty))
+    #: Off by default: a Realtime client then sees an assistant message before each call.
+    acknowledge_realtime: bool = option(False, "also acknowledge device commands of Realtime clients", boolean)
+    #: The staged end of turn's first stage (see `fast_stt.py`, `session/end_of_turn.py`).
+    quick_turn_end: bool = option(True, "fast transcript + intent match may end a semantic_vad turn early", boolean)
     vad: VadConfig = section(VadConfig, "server voice activity detection")
     stt: WhisperConfig = section(WhisperConfig, "speech-to-text (faster-whisper)")
     tts: PiperConfig = section(PiperConfig, "text-to-speech (piper)")

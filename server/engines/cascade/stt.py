@@ -94,6 +94,11 @@ class WhisperTranscriber:
         self._model: WhisperModel | None = None
         self._load_lock = threading.Lock()
 
+    @property
+    def executor(self) -> Executor:
+        """Where transcriptions run (the fast transcriber shares it)."""
+        return self._executor
+
     def load(self) -> WhisperModel:
         """Load the model once (blocking); raises ModelNotAvailableError."""
         with self._load_lock:
