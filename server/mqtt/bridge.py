@@ -28,7 +28,7 @@ import copy
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, assert_never
 
 from aiohttp import web
@@ -57,7 +57,7 @@ from hearth.wire import (
 from hearth.wire.audio import SAMPLE_RATE as WIRE_RATE
 from hearth.wire.topics import QOS_AUDIO, QOS_CONTROL, SatelliteChannel
 
-from ..config import MqttConfig, SatelliteSettings
+from ..config import MqttConfig, SatelliteSettings, SemanticVadConfig, ServerVadConfig
 from ..context import ServerContext
 from ..session.interfaces import MediaSink
 from ..session.session import RealtimeSession
@@ -100,7 +100,9 @@ def satellite_session_defaults(base: dict[str, Any], settings: SatelliteSettings
     an idle-timeout response (it could start while the last reply is still playing;
     the satellite's own no-speech timeout ends a silent turn), and get their
     transcripts in the log (input transcription on). Per-satellite settings override
-    the voice, the instructions and the speech language.
+    the voice, the instructions and the speech language. A session turn detection
+    left at its default (server_vad, 500 ms) becomes `semantic_vad` for satellites:
+    the staged end of turn answers a complete command ~150 ms into the silence.
     """
     session = copy.deepcopy(base)
     session["output_modalities"] = ["audio"]
@@ -108,6 +110,8 @@ def satellite_session_defaults(base: dict[str, Any], settings: SatelliteSettings
     audio_in = audio.setdefault("input", {})
     audio_out = audio.setdefault("output", {})
     turn = audio_in.get("turn_detection") or {"type": "server_vad"}
+    if turn == _DEFAULT_SERVER_VAD:
+        turn = asdict(SemanticVadConfig())
     turn = {**turn, "create_response": True}
     if turn.get("type", "server_vad") == "server_vad":
         turn["idle_timeout_ms"] = None
@@ -122,6 +126,10 @@ def satellite_session_defaults(base: dict[str, Any], settings: SatelliteSettings
             transcription["language"] = settings.language
     audio_in["transcription"] = transcription
     return session
+
+
+#: The session's turn detection when nobody configured one.
+_DEFAULT_SERVER_VAD = asdict(ServerVadConfig())
 
 
 class MqttBridge:
