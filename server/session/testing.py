@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..protocol.server_events import ServerEvent
+from .end_of_turn import TurnGuess
 from .interfaces import (
     EngineSessionInfo,
     OutputAudio,
@@ -57,6 +58,10 @@ class ScriptedEngine:
     needs_transcripts: bool = True
     requests: list[ResponseRequest] = field(default_factory=list)
     transcriptions: list[TranscriptionRequest] = field(default_factory=list)
+    #: Fast end-of-turn guesses, answered in order (the last one repeats); None: no fast judge.
+    guesses: list[TurnGuess] | None = None
+    guess_delay: float = 0.0
+    guessed: list[np.ndarray] = field(default_factory=list)
 
     #: Engine sessions opened, in order (tests read them).
     opened: list[EngineSessionInfo] = field(default_factory=list)
@@ -105,6 +110,7 @@ class ScriptedEngineSession:
         self.engine = engine
         self.vad = engine.new_vad()
         self.transcriber = engine if engine.needs_transcripts else None
+        self.end_of_turn = ScriptedTurnEnd(engine) if engine.guesses is not None else None
 
     def respond(self, request: ResponseRequest, *, on_mark: Callable[[str, float], None] | None = None
                 ) -> AsyncIterator[ResponseChunk]:
@@ -112,6 +118,20 @@ class ScriptedEngineSession:
 
     def close(self) -> None:
         self.engine.closed_sessions += 1
+
+
+class ScriptedTurnEnd:
+    """A fast end-of-turn judge that answers the engine's scripted `guesses` in order."""
+
+    def __init__(self, engine: ScriptedEngine) -> None:
+        self.engine = engine
+
+    async def guess(self, audio: np.ndarray, *, tools: Any, instructions: str) -> TurnGuess:
+        self.engine.guessed.append(audio)
+        if self.engine.guess_delay:
+            await asyncio.sleep(self.engine.guess_delay)
+        guesses = self.engine.guesses or [TurnGuess("")]
+        return guesses.pop(0) if len(guesses) > 1 else guesses[0]
 
 
 class RecordingSink:
