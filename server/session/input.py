@@ -74,6 +74,8 @@ class _Guess:
     start: int
     end: int
     task: asyncio.Task[TurnGuess]
+    #: Whether its reply was asked for (once, whoever sees the result first).
+    replied: bool = False
 
 
 def _no_plan() -> Any:
@@ -348,12 +350,18 @@ class InputStage:
         result = self._guess_result()
         if result is None or self.speech_item is None:
             return
-        if result.complete:
-            # a complete request, on a rough transcript: a reply may be prepared, never acted on
-            spec = self._speculation
-            if spec is None or not spec.task.done():
-                self.hooks.speculate(self.speech_item, result.text)
+        _LOGGER.debug("fast guess %r -> %s (complete: %s)", result.text, result.intent, result.complete)
+        self._reply_to_guess(guess, result)
         self._check_semantic_end()
+
+    def _reply_to_guess(self, guess: _Guess, result: TurnGuess) -> None:
+        """A complete request on a rough transcript: its reply may be prepared, never acted on."""
+        if guess.replied or not result.complete or self.speech_item is None:
+            return
+        guess.replied = True
+        spec = self._speculation
+        if spec is None or not spec.task.done():  # a finished full transcript already has its reply
+            self.hooks.speculate(self.speech_item, result.text)
 
     async def _transcribe(self, audio: np.ndarray, timings: TurnTimings | None) -> Transcript:
         assert self.transcriber is not None
@@ -379,6 +387,7 @@ class InputStage:
         if guess is not None and result is not None and result.complete:
             silence_ms = (self.detector.position - guess.end) * 1000 / PIPELINE_RATE
             if silence_ms >= QUICK_SILENCE_MS[vad.eagerness]:
+                self._reply_to_guess(guess, result)  # its done-callback may not have run yet
                 if self._pending_timings is not None:
                     self._pending_timings.mark("quick_end")
                 self.detector.reset_turn()

@@ -166,6 +166,7 @@ class Responses:
             return
         self.drop_speculation()
         if self.active is not None or plan.input is not None or not plan.in_conversation:
+            _LOGGER.debug("session %s: no speculative reply (a response is active)", self.hooks.session_id)
             return
         entries = list(self.conversation.entries())
         held = self.held = HeldReply(item_id=item_id, text=text, plan=plan, context_ids=tuple(e.id for e in entries))
@@ -209,6 +210,10 @@ class Responses:
         usable = (plan == held.plan and bool(entries) and entries[-1].id == held.item_id
                   and tuple(e.id for e in entries[:-1]) == held.context_ids and not isinstance(held.error, BaseException))
         if not usable:
+            _LOGGER.debug("session %s: held reply to %r not usable (plan %s, item %s, context %s)",
+                          self.hooks.session_id, held.text, plan == held.plan,
+                          bool(entries) and entries[-1].id == held.item_id,
+                          tuple(e.id for e in entries[:-1]) == held.context_ids)
             held.cancel()
             self.speculation_counts["dropped"] += 1
             return None
@@ -348,6 +353,8 @@ class Responses:
                     next_chunk.cancel()
                     continue  # the full transcript is in: check it first
                 chunk = next_chunk.result()
+                for name, at in held.marks.items():
+                    timings.mark(f"held_{name}", at)
                 if chunk is None:
                     if not confirmed and final is not None:
                         await asyncio.shield(final)  # usage and the item's text need it

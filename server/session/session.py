@@ -362,6 +362,7 @@ class RealtimeSession:
         """A trusted transcript of the turn so far: prepare the reply the commit would start."""
         vad = self._input_cfg.turn_detection
         if vad is None or not vad.create_response or self.config.type != "realtime" or self.responses.busy:
+            _LOGGER.debug("session %s: no speculative reply (busy: %s)", self.id, self.responses.busy)
             return
         plan = self._reply_plan()
         if plan is not None:

@@ -42,10 +42,21 @@ _SENTENCE_END = re.compile(r"[.?!]")
 
 
 def first_sentence(text: str) -> str:
-    """The text up to and including its first sentence end (the decoder's repeats dropped)."""
+    """The text up to and including its first sentence end, the decoder's repeats dropped.
+
+    With a short window the decoder tends to say the sentence again, with or without
+    punctuation between ("turn on the light turn on the light").
+    """
     text = text.strip()
     match = _SENTENCE_END.search(text)
-    return text[: match.end()] if match else text
+    if match:
+        text = text[: match.end()]
+    words = text.split()
+    folded = [w.lower().strip(".,?!") for w in words]
+    for size in range(2, len(words) // 2 + 1):
+        if folded[:size] == folded[size : 2 * size]:
+            return " ".join(words[:size])
+    return text
 
 
 class FastTranscriber:
