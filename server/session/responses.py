@@ -308,6 +308,7 @@ class Responses:
         builder, plan, timings = active.builder, active.plan, active.timings
         items = await self._context(entries, builder, plan.instructions)
         timings.mark("context_ready")
+        spoken = "".join(said or ())
         said = list(said or ())
         skipping = bool(said)
         stream = self.engine.respond(plan.engine_request(items), on_mark=timings.mark)
@@ -321,6 +322,9 @@ class Responses:
                     if skipping and isinstance(chunk, (OutputText, OutputAudio)):
                         continue
                     skipping = False
+                    if isinstance(chunk, OutputText) and spoken and not spoken[-1].isspace() \
+                            and not chunk.delta[:1].isspace():
+                        chunk = OutputText(" " + chunk.delta)  # after the held words, not glued to them
                 if not self._emit(active, chunk):
                     break
         finally:

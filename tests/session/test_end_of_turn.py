@@ -218,6 +218,24 @@ async def test_a_held_reply_that_says_the_same_is_not_said_twice() -> None:
     assert len(engine.requests) == 2  # the held reply, then the full transcript's
 
 
+async def test_a_rejected_held_reply_goes_on_with_the_full_transcripts_words() -> None:
+    def reply(request: ResponseRequest) -> list:
+        if "porridge" in last_user_text(request):
+            return [OutputText("Okay."), AUDIO, OutputText("Sorry, I didn't catch that."), AUDIO]
+        return [OutputText("Okay."), AUDIO, function_call("HassTurnOff", "{}")]
+
+    engine = ScriptedEngine(transcript="Turn off the porridge light.", transcribe_delay=0.3, reply=reply,
+                            guesses=[TurnGuess("Turn off the porch light.", "HassTurnOff")])
+    client = Client(engine)
+    semantic(client)
+    client.append(tone(500) + silence(100))
+    await settle()
+    client.append(silence(100))
+    done = await client.sink.wait_for("response.done")
+    [message] = done["response"]["output"]  # no call went out
+    assert message["content"][0]["transcript"] == "Okay. Sorry, I didn't catch that."
+
+
 async def test_clear_drops_the_held_reply() -> None:
     engine = ScriptedEngine(transcript="hello")
     client = Client(engine)
