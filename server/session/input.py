@@ -126,6 +126,8 @@ class InputStage:
         #: The engine's fast end-of-turn judge (None: the silence and the full transcript decide).
         self.turn_end = turn_end
         self._guess: _Guess | None = None
+        #: The full speculative transcription waiting for the fast guess to finish (start, end).
+        self._deferred: tuple[int, int] | None = None
         self.transcripts: dict[str, asyncio.Task[Transcript | None]] = {}
         self._pending_timings: TurnTimings | None = None
         self._silence_began_at: float | None = None
@@ -258,9 +260,11 @@ class InputStage:
                 self._silence_began_at = time.monotonic()
             case "silence_settled":
                 start = self._speech_start if vad is not None and self.speech_item else self.buffer.start
-                self._speculate(start, signal.sample)
-                if vad is not None and self.speech_item is not None:
-                    self._start_guess(start, signal.sample)
+                # The fast guess first, alone on the CPU (~40 ms); the full transcription after it.
+                if vad is not None and self.speech_item is not None and self._start_guess(start, signal.sample):
+                    self._deferred = (start, signal.sample)
+                else:
+                    self._speculate(start, signal.sample)
             case "speech_resumed":
                 self._cancel_speculation()
                 self._cancel_guess()
@@ -280,7 +284,7 @@ class InputStage:
         _, audio = self.buffer.slice(start, end)
         if not len(audio):
             return
-        timings = self._pending_timings = TurnTimings()
+        timings = self._pending_timings = self._pending_timings or TurnTimings()
         timings.mark("silence_began", self._silence_began_at)
         task = self.hooks.spawn(self._transcribe(audio, timings), "speculative-stt")
         spec = self._speculation = _Speculation(start=start, end=end, task=task)
@@ -305,18 +309,20 @@ class InputStage:
 
     # ------------------------------------------------------------ the staged end of turn
 
-    def _start_guess(self, start: int, end: int) -> None:
-        """Ask the engine's fast judge about the turn so far (see end_of_turn.py)."""
+    def _start_guess(self, start: int, end: int) -> bool:
+        """Ask the engine's fast judge about the turn so far (see end_of_turn.py); False: no judge asked."""
         self._cancel_guess()
         if self.turn_end is None or end - max(start, self.buffer.start) > self.limits.max_speculation_s * PIPELINE_RATE:
-            return
+            return False
         _, audio = self.buffer.slice(start, end)
         if not len(audio):
-            return
+            return False
         plan = self.hooks.reply_plan()
         tools = list(plan.tools) if plan is not None else []
         instructions = plan.instructions if plan is not None else ""
-        timings = self._pending_timings
+        self._cancel_speculation()
+        timings = self._pending_timings = TurnTimings()
+        timings.mark("silence_began", self._silence_began_at)
         turn_end = self.turn_end
 
         async def judge() -> TurnGuess:
@@ -329,11 +335,19 @@ class InputStage:
 
         guess = self._guess = _Guess(start=start, end=end, task=self.hooks.spawn(judge(), "turn-guess"))
         guess.task.add_done_callback(lambda _t: self._guess_done(guess))
+        return True
 
     def _cancel_guess(self) -> None:
+        self._deferred = None
         if self._guess is not None:
             self._guess.task.cancel()
             self._guess = None
+
+    def _start_deferred(self) -> None:
+        """The guess is in (or failed): now the full speculative transcription."""
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None and self.speech_item is not None:
+            self._speculate(*deferred)
 
     def _guess_result(self) -> TurnGuess | None:
         guess = self._guess
@@ -344,6 +358,7 @@ class InputStage:
     def _guess_done(self, guess: _Guess) -> None:
         if self._guess is not guess:
             return
+        self._start_deferred()
         if not guess.task.cancelled() and guess.task.exception() is not None:
             _LOGGER.warning("fast end-of-turn guess failed: %s", guess.task.exception())
             return
