@@ -343,10 +343,14 @@ class InputStage:
             self._guess.task.cancel()
             self._guess = None
 
-    def _start_deferred(self) -> None:
-        """The guess is in (or failed): now the full speculative transcription."""
+    def _start_deferred(self, committing: bool = False) -> None:
+        """The guess is in (or failed, or the turn is being committed): now the full transcription.
+
+        At a commit it still transcribes only up to where the silence began, the audio
+        the guess heard (Whisper hears a turn with its trailing silence a little differently).
+        """
         deferred, self._deferred = self._deferred, None
-        if deferred is not None and self.speech_item is not None:
+        if deferred is not None and (committing or self.speech_item is not None):
             self._speculate(*deferred)
 
     def _guess_result(self) -> TurnGuess | None:
@@ -450,6 +454,7 @@ class InputStage:
         return item_id
 
     def _commit(self, item_id: str, start: int, end: int) -> None:
+        self._start_deferred(committing=True)  # a guess still in flight: its transcription starts now
         wire, pipe = self.buffer.slice(start, end)
         wire = wire.copy()  # the item must not keep the buffer's joined array alive
         self.buffer.drop_until(end)
