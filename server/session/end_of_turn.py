@@ -7,8 +7,9 @@ A fixed silence is either slow (500 ms) or cuts people off mid-sentence. `semant
    fast, rough transcript of the turn so far and the intent it matches, if any
    (the cascade: short-window Whisper, ~40 ms, and Home Assistant's matcher). A
    match that does not read as a fragment ends the turn at once;
-2. otherwise the full transcript (speculative, started at 64 ms of silence) is asked
-   whether it `sounds_complete`, after `SEMANTIC_MIN_SILENCE[eagerness]`;
+2. otherwise the full transcript (speculative, started once the guess is in) is asked
+   whether it `sounds_complete` or matches an intent (without trailing off), after
+   `SEMANTIC_MIN_SILENCE[eagerness]`;
 3. otherwise the silence cap `SEMANTIC_MAX_SILENCE[eagerness]` ends it.
 
 Nothing here acts on the rough transcript: it only ends the turn and lets the session
@@ -74,3 +75,6 @@ class TurnEndModel(Protocol):
 
     async def guess(self, audio: np.ndarray, *, tools: Sequence[dict[str, Any]], instructions: str) -> TurnGuess:
         """Transcribe float32 16 kHz `audio` roughly and match it against what the session can do."""
+
+    async def match(self, text: str, *, tools: Sequence[dict[str, Any]], instructions: str) -> str | None:
+        """The intent a (full) transcript matches, if any."""

@@ -32,6 +32,7 @@ from .end_of_turn import (
     SEMANTIC_MIN_SILENCE,
     TurnEndModel,
     TurnGuess,
+    reads_unfinished,
     sounds_complete,
 )
 from .input_buffer import InputBuffer
@@ -65,6 +66,8 @@ class _Speculation:
     start: int
     end: int
     task: asyncio.Task[Transcript]
+    #: The intent the full transcript matches (asked when it is in; semantic_vad's second stage).
+    intent: asyncio.Task[str | None] | None = None
 
 
 @dataclass
@@ -293,6 +296,8 @@ class InputStage:
     def _cancel_speculation(self) -> None:
         if self._speculation is not None:
             self._speculation.task.cancel()
+            if self._speculation.intent is not None:
+                self._speculation.intent.cancel()
             self._speculation = None
             self._pending_timings = None
             self.hooks.drop_speculation()
@@ -305,6 +310,15 @@ class InputStage:
             text = spec.task.result().text
             if text.strip():
                 self.hooks.speculate(self.speech_item, text)
+            if (self.turn_end is not None and isinstance(self._cfg.turn_detection, SemanticVad) and text.strip()
+                    and not sounds_complete(text)):
+                # "turn on the kitchen light" without Whisper's period: a request all the same
+                plan = self.hooks.reply_plan()
+                tools = list(plan.tools) if plan is not None else []
+                instructions = plan.instructions if plan is not None else ""
+                spec.intent = self.hooks.spawn(self.turn_end.match(text, tools=tools, instructions=instructions),
+                                               "turn-match")
+                spec.intent.add_done_callback(lambda _t: self._check_semantic_end())
         self._check_semantic_end()
 
     # ------------------------------------------------------------ the staged end of turn
@@ -416,7 +430,13 @@ class InputStage:
         if spec is None or not spec.task.done() or spec.task.cancelled() or spec.task.exception() is not None:
             return
         silence_ms = (self.detector.position - spec.end) * 1000 / PIPELINE_RATE
-        if silence_ms >= SEMANTIC_MIN_SILENCE[vad.eagerness] and sounds_complete(spec.task.result().text):
+        if silence_ms < SEMANTIC_MIN_SILENCE[vad.eagerness]:
+            return
+        text = spec.task.result().text
+        matched = (spec.intent is not None and spec.intent.done() and not spec.intent.cancelled()
+                   and spec.intent.exception() is None and spec.intent.result() is not None
+                   and not reads_unfinished(text))
+        if sounds_complete(text) or matched:
             self.detector.reset_turn()
             self._end_turn(self.detector.position, vad)
 

@@ -62,6 +62,8 @@ class ScriptedEngine:
     guesses: list[TurnGuess] | None = None
     guess_delay: float = 0.0
     guessed: list[np.ndarray] = field(default_factory=list)
+    #: Full transcripts the scripted judge's `match` knows: text -> intent.
+    intents: dict[str, str] = field(default_factory=dict)
 
     #: Engine sessions opened, in order (tests read them).
     opened: list[EngineSessionInfo] = field(default_factory=list)
@@ -132,6 +134,9 @@ class ScriptedTurnEnd:
             await asyncio.sleep(self.engine.guess_delay)
         guesses = self.engine.guesses or [TurnGuess("")]
         return guesses.pop(0) if len(guesses) > 1 else guesses[0]
+
+    async def match(self, text: str, *, tools: Any, instructions: str) -> str | None:
+        return self.engine.intents.get(text)
 
 
 class RecordingSink:

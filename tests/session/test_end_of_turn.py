@@ -246,3 +246,27 @@ async def test_clear_drops_the_held_reply() -> None:
     assert client.session.responses.held is None
     await asyncio.sleep(0.7)
     assert not client.sink.of_type("response.created")
+
+
+async def test_an_unpunctuated_full_transcript_that_matches_an_intent_ends_the_turn() -> None:
+    # the fast transcript missed; the full one has no final period (espeak voices), but is a request
+    engine = ScriptedEngine(transcript="turn on the kitchen light", reply=echo,
+                            guesses=[TurnGuess("turn on the kitten lie", None)],
+                            intents={"turn on the kitchen light": "HassTurnOn", "turn on the": "HassTurnOn"})
+    client = Client(engine)
+    semantic(client)
+    client.append(tone(500) + silence(100))
+    await settle()
+    client.append(silence(400))
+    stopped = await client.sink.wait_for("input_audio_buffer.speech_stopped")
+    assert stopped["audio_end_ms"] <= 500 + 600  # not the 4 s cap
+
+    fragment = ScriptedEngine(transcript="turn on the", guesses=[TurnGuess("turn on the", None)],
+                              intents={"turn on the": "HassTurnOn"})
+    client = Client(fragment)
+    semantic(client)
+    client.append(tone(500) + silence(100))
+    await settle()
+    client.append(silence(900))
+    await settle()
+    assert not client.sink.of_type("input_audio_buffer.speech_stopped")

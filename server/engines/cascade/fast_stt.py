@@ -129,15 +129,20 @@ class QuickTurnJudge:
         self._matcher = matcher
         self._executor = executor
 
-    def _guess_blocking(self, audio: np.ndarray, tools: Sequence[dict[str, Any]], instructions: str) -> TurnGuess:
-        text = self._fast.transcribe_blocking(audio)
-        if not text:
-            return TurnGuess(text="")
+    def _match_blocking(self, text: str, tools: Sequence[dict[str, Any]], instructions: str) -> str | None:
         request = ResponseRequest(instructions=instructions, items=[], tools=list(tools), tool_choice="auto",
                                   output_modalities=["text"], voice="", speed=1.0)
         result = self._matcher.recognize(text, self._matcher.names_for(request))
-        return TurnGuess(text=text, intent=result.intent.name if result is not None else None)
+        return result.intent.name if result is not None else None
+
+    def _guess_blocking(self, audio: np.ndarray, tools: Sequence[dict[str, Any]], instructions: str) -> TurnGuess:
+        text = self._fast.transcribe_blocking(audio)
+        return TurnGuess(text=text, intent=self._match_blocking(text, tools, instructions) if text else None)
 
     async def guess(self, audio: np.ndarray, *, tools: Sequence[dict[str, Any]], instructions: str) -> TurnGuess:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._guess_blocking, audio, tools, instructions)
+
+    async def match(self, text: str, *, tools: Sequence[dict[str, Any]], instructions: str) -> str | None:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._match_blocking, text, tools, instructions)
