@@ -64,7 +64,12 @@ class FastTranscriber:
 
     def __init__(self, full: WhisperTranscriber, executor: Executor | None = None) -> None:
         self._full = full
-        self._executor = executor or full.executor
+        self._executor = executor
+
+    @property
+    def executor(self) -> Executor:
+        """Where it runs: its own, else the full transcriber's (the engine's workers)."""
+        return self._executor or self._full.executor
         self._prompt: list[int] | None = None
         self._suppress: list[int] = []
 
@@ -107,7 +112,7 @@ class FastTranscriber:
         """`transcribe_blocking` in a worker; raises TranscriptionError on failure."""
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, self.transcribe_blocking, audio)
+            return await loop.run_in_executor(self.executor, self.transcribe_blocking, audio)
         except Exception as exc:
             raise TranscriptionError(f"fast speech-to-text failed: {exc}") from exc
 
@@ -141,8 +146,10 @@ class QuickTurnJudge:
 
     async def guess(self, audio: np.ndarray, *, tools: Sequence[dict[str, Any]], instructions: str) -> TurnGuess:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._guess_blocking, audio, tools, instructions)
+        return await loop.run_in_executor(self._executor or self._fast.executor, self._guess_blocking, audio, tools,
+                                          instructions)
 
     async def match(self, text: str, *, tools: Sequence[dict[str, Any]], instructions: str) -> str | None:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._match_blocking, text, tools, instructions)
+        return await loop.run_in_executor(self._executor or self._fast.executor, self._match_blocking, text, tools,
+                                          instructions)
