@@ -65,13 +65,13 @@ class FastTranscriber:
     def __init__(self, full: WhisperTranscriber, executor: Executor | None = None) -> None:
         self._full = full
         self._executor = executor
+        self._prompt: list[int] | None = None
+        self._suppress: list[int] = []
 
     @property
     def executor(self) -> Executor:
         """Where it runs: its own, else the full transcriber's (the engine's workers)."""
         return self._executor or self._full.executor
-        self._prompt: list[int] | None = None
-        self._suppress: list[int] = []
 
     def _prepare(self) -> None:
         if self._prompt is not None:
