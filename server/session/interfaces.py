@@ -187,7 +187,24 @@ class OutputAudio:
 
 
 @dataclass(frozen=True)
+class OutputFunctionCallDelta:
+    """A piece of a function call's arguments, as the model streams them.
+
+    The first piece of a `call_id` opens the call's item; the `OutputFunctionCall` with the
+    same `call_id` closes it. Pieces of parallel calls may interleave; a call that never gets
+    its `OutputFunctionCall` (a cancel) ends `incomplete` and is never run.
+    """
+
+    call_id: str
+    name: str
+    #: The next piece of the JSON-encoded arguments (may be empty for the opening piece).
+    delta: str
+
+
+@dataclass(frozen=True)
 class OutputFunctionCall:
+    """A complete function call; after `OutputFunctionCallDelta` pieces of the same `call_id`, it closes them."""
+
     name: str
     #: JSON-encoded arguments.
     arguments: str
@@ -203,7 +220,7 @@ class OutputUsage:
     output_tokens: int
 
 
-ResponseChunk = OutputText | OutputAudio | OutputFunctionCall | OutputUsage
+ResponseChunk = OutputText | OutputAudio | OutputFunctionCallDelta | OutputFunctionCall | OutputUsage
 
 
 class EngineFailure(Exception):

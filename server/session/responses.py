@@ -32,6 +32,7 @@ from .interfaces import (
     MediaSink,
     OutputAudio,
     OutputFunctionCall,
+    OutputFunctionCallDelta,
     OutputText,
     OutputUsage,
     ToolCall,
@@ -181,6 +182,8 @@ class Responses:
                         case OutputAudio():
                             builder.add_audio(chunk.pcm, chunk.rate, loop.time())
                             timings.mark("first_audio")
+                        case OutputFunctionCallDelta():
+                            builder.add_function_call_delta(chunk.call_id, chunk.name, chunk.delta)
                         case OutputFunctionCall():
                             entry = builder.add_function_call(chunk.name, chunk.arguments, chunk.call_id)
                             if self.toolbox.handles(chunk.name) and plan.in_conversation:

@@ -34,6 +34,7 @@ from hearth.server.session.interfaces import (
     EngineSessionInfo,
     OutputAudio,
     OutputFunctionCall,
+    OutputFunctionCallDelta,
     OutputText,
     OutputUsage,
     ResponseChunk,
@@ -148,7 +149,7 @@ class CascadeEngine:
         marks.once(MARK_DONE)
 
     async def _brain_events(self, request: ResponseRequest, brain: Brain
-                            ) -> AsyncIterator[OutputText | OutputFunctionCall | OutputUsage]:
+                            ) -> AsyncIterator[OutputText | OutputFunctionCallDelta | OutputFunctionCall | OutputUsage]:
         """The brain's stream, with a decline spoken as its reply and `say` spoken as given."""
         if request.say is not None:
             yield OutputText(request.say)
@@ -171,7 +172,7 @@ class CascadeEngine:
         marks.once(MARK_BRAIN_DONE)
 
     async def _spoken(self, request: ResponseRequest, marks: _Marks, brain: Brain) -> AsyncIterator[ResponseChunk]:
-        queue: asyncio.Queue[str | OutputFunctionCall | OutputUsage | _BrainEnd] = asyncio.Queue()
+        queue: asyncio.Queue[_Queued] = asyncio.Queue()
         thinking = asyncio.create_task(self._think(request, queue, marks, brain), name="cascade-brain")
         try:
             while True:
@@ -180,7 +181,7 @@ class CascadeEngine:
                     if item.error is not None:
                         raise item.error
                     return
-                if isinstance(item, OutputFunctionCall | OutputUsage):
+                if isinstance(item, OutputFunctionCallDelta | OutputFunctionCall | OutputUsage):
                     yield item
                     continue
                 yield OutputText(delta=item)
@@ -197,7 +198,7 @@ class CascadeEngine:
     async def _think(
         self,
         request: ResponseRequest,
-        queue: asyncio.Queue[str | OutputFunctionCall | OutputUsage | _BrainEnd],
+        queue: asyncio.Queue[_Queued],
         marks: _Marks,
         brain: Brain,
     ) -> None:
@@ -220,7 +221,7 @@ class CascadeEngine:
                     elif isinstance(event, OutputUsage):
                         usage.append(event)
                     else:
-                        # Text before a call is spoken before the call goes out.
+                        # Text before a call is spoken before the call (its first piece) goes out.
                         for sentence in splitter.flush():
                             marks.once(MARK_FIRST_SENTENCE)
                             queue.put_nowait(sentence)
@@ -249,6 +250,10 @@ class CascadeEngine:
 @dataclass(frozen=True)
 class _BrainEnd:
     error: Exception | None
+
+
+#: What the thinking stage hands the speaking stage: a sentence, a call (or a piece of one), usage, the end.
+_Queued = str | OutputFunctionCallDelta | OutputFunctionCall | OutputUsage | _BrainEnd
 
 
 class _Marks:
