@@ -5,7 +5,8 @@ once to the 16 kHz pipeline rate for the VAD and speech-to-text. The turn detect
 signals become `input_audio_buffer.*` events; a turn that ends (VAD, semantic end,
 end of input, or a manual commit) becomes a committed user item whose transcription
 runs in a task the session owns. The session is told through two callbacks: speech
-started (barge-in) and turn committed (answer it).
+started (barge-in) and turn committed (answer it). An engine that hears the audio itself
+(a `Listener`, the relay) detects the turns instead: see `engine_input.py`.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from ..protocol.errors import RealtimeProtocolError
 from ..protocol.ids import new_id
 from ..protocol.session_config import SemanticVad, ServerVad
 from .conversation import Conversation, Entry
+from .engine_input import EngineInput
 from .input_buffer import InputBuffer
-from .interfaces import PIPELINE_RATE, Transcriber, Transcript, TranscriptionError, TranscriptionRequest
+from .interfaces import PIPELINE_RATE, Listener, Transcriber, Transcript, TranscriptionError, TranscriptionRequest
 from .items import set_transcript, user_audio_item
 from .limits import SessionLimits
 from .timings import TurnTimings
@@ -96,7 +98,7 @@ class InputHooks:
 
 class InputStage:
     def __init__(self, hooks: InputHooks, conversation: Conversation, vad: Any, transcriber: Transcriber | None,
-                 wire_rate: int, limits: SessionLimits | None = None) -> None:
+                 wire_rate: int, limits: SessionLimits | None = None, listener: Listener | None = None) -> None:
         self.hooks = hooks
         self.limits = limits or SessionLimits()
         #: 16 kHz audio waiting for its VAD scores (large appends are scored off the loop).
@@ -114,6 +116,8 @@ class InputStage:
         self.transcripts: dict[str, asyncio.Task[Transcript | None]] = {}
         self._pending_timings: TurnTimings | None = None
         self._silence_began_at: float | None = None
+        #: The engine's own turn detection, when it hears the audio itself.
+        self.heard = EngineInput(self, listener) if listener is not None else None
 
     # ------------------------------------------------------------ config
 
@@ -144,6 +148,8 @@ class InputStage:
             self.detector.configure(self.vad_settings())
         if self._cfg.turn_detection is None:
             self.speech_item = None
+        if self.heard is not None:
+            self.heard.configure()
 
     # ------------------------------------------------------------ audio
 
@@ -167,6 +173,8 @@ class InputStage:
     def _feed(self, wire: np.ndarray, pcm: np.ndarray) -> None:
         pipe = pcm.astype(np.float32) / 32768.0
         self.buffer.append(wire, pipe)
+        if self.heard is not None:
+            self.heard.append(wire, self.buffer.wire_rate)
         if self.detector is None:
             return
         large = len(pipe) > self.limits.large_append_s * PIPELINE_RATE
@@ -334,7 +342,13 @@ class InputStage:
         self._commit(item_id, start, end)
         return item_id
 
-    def _commit(self, item_id: str, start: int, end: int) -> None:
+    def commit_heard(self, item_id: str, start: int, end: int) -> None:
+        """Commit a turn the engine's listener detected (it has the audio already)."""
+        self._commit(item_id, start, end, by_engine=True)
+
+    def _commit(self, item_id: str, start: int, end: int, *, by_engine: bool = False) -> None:
+        if self.heard is not None and not by_engine:
+            self.heard.listener.commit(item_id)
         wire, pipe = self.buffer.slice(start, end)
         wire = wire.copy()  # the item must not keep the buffer's joined array alive
         self.buffer.drop_until(end)
@@ -419,6 +433,8 @@ class InputStage:
         if self.detector is not None:
             self.detector.reset_turn()
         self.speech_item = None
+        if self.heard is not None:
+            self.heard.clear()
         if not silent:
             self.hooks.emit(ev.BufferCleared())
 

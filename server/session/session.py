@@ -115,7 +115,7 @@ class RealtimeSession:
                        speech_started=self._speech_started, turn_committed=self._turn_committed,
                        turn_timings=self._set_turn_timings),
             self.conversation, self.engine.vad, self.engine.transcriber, self._input_format.rate,
-            self.options.limits)
+            self.options.limits, listener=getattr(self.engine, "listener", None))
         self.responses = Responses(
             ResponseHooks(emit=self._send, spawn=self._spawn, session_id=self.id, transcript=self.input.transcribe_entry,
                           finished=self._response_finished, tool_timeout_s=self.options.tool_timeout_s),

@@ -105,6 +105,7 @@ class ScriptedEngineSession:
         self.engine = engine
         self.vad = engine.new_vad()
         self.transcriber = engine if engine.needs_transcripts else None
+        self.listener = None
 
     def respond(self, request: ResponseRequest, *, on_mark: Callable[[str, float], None] | None = None
                 ) -> AsyncIterator[ResponseChunk]:

@@ -76,6 +76,7 @@ class CascadeSession:
         self.info = info
         self.vad = engine.new_vad()
         self.transcriber = engine
+        self.listener = None
         self._engine = engine
         choose = getattr(engine.brain, "for_satellite", None)
         self.brain: Brain = choose(info.satellite_id) if choose is not None else engine.brain

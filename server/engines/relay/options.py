@@ -15,11 +15,10 @@ from hearth.server.options import (
     number,
     option,
     schema_of,
-    section,
     tag,
 )
 
-from ..cascade.options import VadConfig, http_url, read_key
+from ..cascade.options import http_url, read_key
 
 
 @dataclass(frozen=True)
@@ -43,9 +42,8 @@ class UpstreamConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class RelayConfig:
-    """`engine.type: relay`: each response from an upstream Realtime server; turn detection stays here."""
+    """`engine.type: relay`: an upstream Realtime server hears each session and makes its responses."""
 
     type: Literal["relay"] = tag("relay")
     workers: int = option(2, "inference threads shared by all sessions", integer(1), unit="threads")
-    vad: VadConfig = section(VadConfig, "server voice activity detection")
     upstream: UpstreamConfig = option(REQUIRED, "the upstream Realtime server", schema_of(UpstreamConfig))
