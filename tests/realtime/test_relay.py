@@ -21,7 +21,7 @@ from hearth.server.context import ServerContext
 from hearth.server.engines.relay.engine import RelayEngine, RelaySession
 from hearth.server.engines.relay.options import UpstreamConfig
 from hearth.server.protocol import client_events as ce
-from hearth.server.session.interfaces import Playback, ToolResult
+from hearth.server.session.interfaces import EngineSessionInfo, Playback, ToolResult
 from hearth.server.session.session import RealtimeSession, SessionOptions
 from hearth.server.session.testing import RecordingSink, ScriptedToolbox
 from tests.conftest import API_KEY
@@ -81,6 +81,7 @@ async def test_audio_turn_is_detected_and_transcribed_by_the_upstream(
     assert types.index("input_audio_buffer.speech_started") < types.index("input_audio_buffer.speech_stopped") \
         < types.index("input_audio_buffer.committed") < types.index("response.created")
     assert transcribed["item_id"] == item_id and words(transcribed["transcript"]) == "what time is it"
+    assert API_KEY not in json.dumps(rt.events) and "relay-client-key" not in json.dumps(rt.events)
     assert response["status"] == "completed"
     assert TIME_RE.search(response["output"][0]["content"][0]["transcript"])
 
@@ -236,6 +237,25 @@ async def test_upstream_loss_mid_turn_is_an_error_then_a_fresh_connection(server
     assert TIME_RE.search(recovered["output"][0]["content"][0]["transcript"])
 
 
+async def test_a_manual_commit_is_the_upstreams_item_too(server: RunningServer, speak: Callable[[str], Speech]) -> None:
+    engine, session, sink = relay_session(server)
+    (upstream,) = engine._sessions
+    sent: list[dict[str, Any]] = []
+    params = upstream._response_params
+    upstream._response_params = lambda request, tag: sent.append(params(request, tag)) or sent[-1]  # type: ignore[method-assign]
+    try:
+        await say(session, speak("What time is it?").pcm)
+        session.submit(ce.InputAudioBufferCommit(type="input_audio_buffer.commit"))
+        session.submit(ce.ResponseCreate(type="response.create"))  # at once: the relay waits for the upstream's commit
+        answer = (await sink.wait_for("response.done", timeout=60))["response"]
+    finally:
+        session.close()
+        await engine.close()
+    (committed,) = sink.of_type("input_audio_buffer.committed")
+    assert sent[0]["input"] == [{"type": "item_reference", "id": upstream._upstream_ids[committed["item_id"]]}]
+    assert answer["status"] == "completed" and TIME_RE.search(answer["output"][0]["content"][0]["transcript"])
+
+
 async def test_upstream_loss_while_the_user_speaks_is_an_error_then_a_fresh_connection(
         server: RunningServer, speak: Callable[[str], Speech]) -> None:
     engine, session, sink = relay_session(server, vad=True)
@@ -289,3 +309,13 @@ def test_upstream_request_carries_the_context_as_heard_and_the_sessions_own_line
     session._upstream_ids["u"] = "item_up_1"  # a turn the upstream committed is referenced, not re-sent
     referenced = session._response_params(ResponseRequest(**{**request.__dict__, "items": [spoken, heard]}), "t")
     assert referenced["input"][0] == {"type": "item_reference", "id": "item_up_1"}
+
+
+def test_the_relay_session_has_no_local_vad_or_transcriber() -> None:
+    engine = RelayEngine(UpstreamConfig(base_url="http://127.0.0.1:9/v1", api_key="k"))
+    relay = engine.open(EngineSessionInfo(session_id="s"))
+    assert relay.vad is None and relay.transcriber is None and relay.listener is relay
+    assert json.dumps(relay._session_update()).count("create_response") == 0  # manual until told
+    relay.listen(None, {"type": "server_vad", "idle_timeout_ms": 5000, "create_response": True}, None)  # type: ignore[arg-type]
+    turn = relay._session_update()["session"]["audio"]["input"]["turn_detection"]
+    assert turn == {"type": "server_vad", "create_response": False, "interrupt_response": False}
