@@ -319,3 +319,22 @@ def test_the_relay_session_has_no_local_vad_or_transcriber() -> None:
     relay.listen(None, {"type": "server_vad", "idle_timeout_ms": 5000, "create_response": True}, None)  # type: ignore[arg-type]
     turn = relay._session_update()["session"]["audio"]["input"]["turn_detection"]
     assert turn == {"type": "server_vad", "create_response": False, "interrupt_response": False}
+
+
+async def test_an_unreachable_upstream_is_one_error_while_audio_keeps_coming() -> None:
+    engine = RelayEngine(UpstreamConfig(base_url="http://127.0.0.1:9/v1", api_key="k", connect_timeout_s=2.0))
+    sink = RecordingSink()
+    session = RealtimeSession(engine, sink, SessionOptions())
+    session.start()
+    try:
+        await say(session, pcm_silence(400))
+        error = (await sink.wait_for("error", timeout=5))["error"]
+        await say(session, pcm_silence(400))
+        await asyncio.sleep(0.2)
+        (upstream,) = engine._sessions
+        assert upstream._outbox.empty()  # audio meanwhile is dropped, not queued without bound
+    finally:
+        session.close()
+        await engine.close()
+    assert error["code"] == "upstream_unreachable" and "127.0.0.1:9" in error["message"]
+    assert len(sink.of_type("error")) == 1

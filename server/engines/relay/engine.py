@@ -117,6 +117,8 @@ class RelaySession:
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._lock = asyncio.Lock()
         self._closed = False
+        #: The writer holds a message it has not sent yet (it may be connecting).
+        self._writing = False
         self._retry_at = 0.0
         self._unreachable: EngineFailure | None = None
         #: The input's outage was reported (once per outage).
@@ -167,12 +169,19 @@ class RelaySession:
             self._post(_Out({"type": "input_audio_buffer.append", "audio": _b64(pcm)}, at_ms=at_ms))
 
     def commit(self, item_id: str) -> None:
+        if self._idle():
+            return  # the upstream has none of this audio: the turn goes inline with its response
         waiter: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._pending.append((item_id, waiter))
         self._post(_Out({"type": "input_audio_buffer.commit"}, commit=waiter))
 
     def clear(self) -> None:
-        self._post(_Out({"type": "input_audio_buffer.clear"}))
+        if not self._idle():
+            self._post(_Out({"type": "input_audio_buffer.clear"}))
+
+    def _idle(self) -> bool:
+        """No connection and nothing on its way to one: the upstream holds no audio of this session."""
+        return self._conn is None and self._outbox.empty() and not self._writing
 
     def _session_update(self) -> dict[str, Any]:
         turn = self._turn_detection
@@ -204,7 +213,9 @@ class RelaySession:
 
     async def _write(self) -> None:
         while True:
+            self._writing = False
             out = await self._outbox.get()
+            self._writing = True
             try:
                 conn = await self._connected()
                 if out.at_ms is not None and self._clock_offset_ms is None:
@@ -259,7 +270,12 @@ class RelaySession:
     async def _read(self, conn: Any, inbox: asyncio.Queue[Any]) -> None:
         try:
             async for event in conn:
-                if not self._heard(event):
+                try:
+                    heard = self._heard(event)
+                except Exception:  # a failing session callback must not look like a lost upstream
+                    _LOGGER.exception("relay %s: handling the upstream's %s failed", self.info.session_id, event.type)
+                    heard = True
+                if not heard:
                     inbox.put_nowait(event)
         except asyncio.CancelledError:
             raise
