@@ -187,8 +187,8 @@ async def test_spoken_barge_in_across_the_relay_cuts_the_reply_at_what_was_heard
         started = await sink.wait_for("input_audio_buffer.speech_started", timeout=30)
         cut = (await sink.wait_for("response.done", timeout=10))["response"]
         session.report_playback(Playback(response_id=first, played_ms=700, finished=True))  # the speaker stopped
+        event = await asyncio.wait_for(_next_done(upstream), 10)  # (before the next response reads the inbox)
         await say(session, np.concatenate([speech[len(speech) // 2 :], pcm_silence(1200)]))
-        event = await asyncio.wait_for(_next_done(upstream), 10)
         answer = (await sink.wait_for("response.done", 2, timeout=60))["response"]
     finally:
         session.close()

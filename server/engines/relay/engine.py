@@ -399,13 +399,14 @@ class RelaySession:
             finished = False
             try:
                 while True:
-                    timeout = self._engine.config.response_timeout_s if response_id is None else None
+                    timeout = self._engine.config.response_timeout_s
                     try:
                         event = await asyncio.wait_for(inbox.get(), timeout)
                     except TimeoutError:
-                        self._drop(conn, "no response.created in time")
-                        raise EngineFailure("upstream_timeout", "The upstream Realtime server did not start a "
-                                            f"response within {timeout:.0f} s.") from None
+                        stage = "start a response" if response_id is None else "go on with its response"
+                        self._drop(conn, f"it did not {stage} in time")
+                        raise EngineFailure("upstream_timeout", f"The upstream Realtime server did not {stage} "
+                                            f"within {timeout:.0f} s.") from None
                     if isinstance(event, _Lost):
                         raise EngineFailure("upstream_disconnected",
                                             f"The connection to the upstream Realtime server was lost: {event.reason}")

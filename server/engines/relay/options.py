@@ -31,7 +31,7 @@ class UpstreamConfig:
                                  secret=True)
     api_key_file: Path | str | None = option(None, "file holding the upstream's API key", Maybe(existing_file))
     connect_timeout_s: float = option(10.0, "to open the upstream WebSocket", number(0.1), unit="seconds")
-    response_timeout_s: float = option(15.0, "from response.create to the upstream's response.created",
+    response_timeout_s: float = option(15.0, "from response.create to response.created, and between events",
                                        number(0.1), unit="seconds")
     #: None passes the session's voice (an OpenAI voice name).
     voice: str | None = option(None, "voice asked of the upstream; null = the session's", Maybe(non_empty))
