@@ -67,6 +67,8 @@ RATE_WS = 24_000
 RATE_MQTT = 16_000
 CHUNK_MS = 20
 TURN_TIMEOUT_S = 20.0
+#: The bench satellite's password on the server's embedded broker (an account per satellite).
+BENCH_PASSWORD = "bench-secret"
 
 PHRASES = [
     "Turn on the kitchen light.",
@@ -206,6 +208,7 @@ class WireSatellite:
         self.client.on_connect = lambda c, u, f, rc, p: (c.subscribe([(topics.satellite_command(satellite_id), 1),
                                                                       (topics.satellite_reply(satellite_id), 0)]),
                                                          connected.set())
+        self.client.username_pw_set(satellite_id, BENCH_PASSWORD)  # its own account (the ACL allows only that)
         self.client.connect(host, port)
         self.client.loop_start()
         if not connected.wait(5):
@@ -389,6 +392,7 @@ def hearth_server(mqtt: dict[str, Any]) -> Iterator[Any]:
     from tests.server_harness import make_config, run_server
 
     with tempfile.TemporaryDirectory(prefix="hearth-bench-") as tmp:
+        mqtt = {**mqtt, "satellites": {"bench": {"password": BENCH_PASSWORD}}}
         config = make_config(Path(tmp), {"log_level": "warning", "engine": {"brain": BRAIN}, "mqtt": mqtt})
         with run_server(config) as server:
             observe(server)

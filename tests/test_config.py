@@ -197,6 +197,7 @@ engine:
     ("engine: {brain: {llm: {base_url: http://x/v1, model: m}}}", "engine.brain.llm: unknown option"),
     ("engine: {type: relay}", "engine.upstream: required"),
     ("engine: {type: relay, upstream: {base_url: http://x/v1}, stt: {}}", "engine.stt: unknown option"),
+    ("engine: {type: relay, upstream: {base_url: http://x/v1}, vad: {}}", "engine.vad: unknown option"),
 ])
 def test_bad_llm_brain_options(tmp_path: Path, text: str, expected: str) -> None:
     assert expected in error_of(tmp_path, text)

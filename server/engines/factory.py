@@ -74,12 +74,10 @@ def build_brain(brain: BrainConfig) -> Any:
 
 
 def _relay(engine: RelayConfig, executor: Executor) -> SpeechEngine:
-    from .cascade.vad import SileroVad
     from .relay.engine import RelayEngine
 
-    model_path = engine.vad.model_path
     try:
-        return RelayEngine(engine.upstream, vad_factory=lambda: SileroVad(model_path))
+        return RelayEngine(engine.upstream)
     except ValueError as err:  # an unreadable key file
         raise StartupError(f"engine.upstream: {err}") from err
 

@@ -5,7 +5,8 @@ once to the 16 kHz pipeline rate for the VAD and speech-to-text. The turn detect
 signals become `input_audio_buffer.*` events; a turn that ends (VAD, semantic end,
 end of input, or a manual commit) becomes a committed user item whose transcription
 runs in a task the session owns. The session is told through two callbacks: speech
-started (barge-in) and turn committed (answer it).
+started (barge-in) and turn committed (answer it). An engine that hears the audio itself
+(a `Listener`, the relay) detects the turns instead: see `engine_input.py`.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from .end_of_turn import (
     reads_unfinished,
     sounds_complete,
 )
+from .engine_input import EngineInput
 from .input_buffer import InputBuffer
-from .interfaces import PIPELINE_RATE, Transcriber, Transcript, TranscriptionError, TranscriptionRequest
+from .interfaces import PIPELINE_RATE, Listener, Transcriber, Transcript, TranscriptionError, TranscriptionRequest
 from .items import set_transcript, user_audio_item
 from .limits import SessionLimits
 from .timings import TurnTimings
@@ -111,7 +113,8 @@ class InputHooks:
 
 class InputStage:
     def __init__(self, hooks: InputHooks, conversation: Conversation, vad: Any, transcriber: Transcriber | None,
-                 wire_rate: int, limits: SessionLimits | None = None, turn_end: TurnEndModel | None = None) -> None:
+                 wire_rate: int, limits: SessionLimits | None = None, listener: Listener | None = None,
+                 turn_end: TurnEndModel | None = None) -> None:
         self.hooks = hooks
         self.limits = limits or SessionLimits()
         #: 16 kHz audio waiting for its VAD scores (large appends are scored off the loop).
@@ -134,6 +137,8 @@ class InputStage:
         self.transcripts: dict[str, asyncio.Task[Transcript | None]] = {}
         self._pending_timings: TurnTimings | None = None
         self._silence_began_at: float | None = None
+        #: The engine's own turn detection, when it hears the audio itself.
+        self.heard = EngineInput(self, listener) if listener is not None else None
 
     # ------------------------------------------------------------ config
 
@@ -164,6 +169,8 @@ class InputStage:
             self.detector.configure(self.vad_settings())
         if self._cfg.turn_detection is None:
             self.speech_item = None
+        if self.heard is not None:
+            self.heard.configure()
 
     # ------------------------------------------------------------ audio
 
@@ -187,6 +194,8 @@ class InputStage:
     def _feed(self, wire: np.ndarray, pcm: np.ndarray) -> None:
         pipe = pcm.astype(np.float32) / 32768.0
         self.buffer.append(wire, pipe)
+        if self.heard is not None:
+            self.heard.append(wire, self.buffer.wire_rate)
         if self.detector is None:
             return
         large = len(pipe) > self.limits.large_append_s * PIPELINE_RATE
@@ -473,8 +482,14 @@ class InputStage:
         self._commit(item_id, start, end)
         return item_id
 
-    def _commit(self, item_id: str, start: int, end: int) -> None:
+    def commit_heard(self, item_id: str, start: int, end: int) -> None:
+        """Commit a turn the engine's listener detected (it has the audio already)."""
+        self._commit(item_id, start, end, by_engine=True)
+
+    def _commit(self, item_id: str, start: int, end: int, *, by_engine: bool = False) -> None:
         self._start_deferred(committing=True)  # a guess still in flight: its transcription starts now
+        if self.heard is not None and not by_engine:
+            self.heard.listener.commit(item_id)
         wire, pipe = self.buffer.slice(start, end)
         wire = wire.copy()  # the item must not keep the buffer's joined array alive
         self.buffer.drop_until(end)
@@ -563,6 +578,8 @@ class InputStage:
         if self.detector is not None:
             self.detector.reset_turn()
         self.speech_item = None
+        if self.heard is not None:
+            self.heard.clear()
         if not silent:
             self.hooks.emit(ev.BufferCleared())
 

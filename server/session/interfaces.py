@@ -9,7 +9,9 @@ plugs concrete implementations in.
 * session -> transport: `EventSink` (typed server events) and, for transports with a
   media track, `MediaSink` (reply audio at the transport's own rate);
 * session -> engine: `SpeechEngine.open()` gives each session an `EngineSession`,
-  whose VAD and transcription are optional capabilities;
+  whose VAD and transcription are optional capabilities; an engine that hears the
+  input audio itself (the relay) offers a `Listener` instead and reports its turns
+  back through `InputEvents`;
 * session -> tools: a `Toolbox` that lists the server-side tools of this session and
   executes their calls.
 
@@ -187,7 +189,24 @@ class OutputAudio:
 
 
 @dataclass(frozen=True)
+class OutputFunctionCallDelta:
+    """A piece of a function call's arguments, as the model streams them.
+
+    The first piece of a `call_id` opens the call's item; the `OutputFunctionCall` with the
+    same `call_id` closes it. Pieces of parallel calls may interleave; a call that never gets
+    its `OutputFunctionCall` (a cancel) ends `incomplete` and is never run.
+    """
+
+    call_id: str
+    name: str
+    #: The next piece of the JSON-encoded arguments (may be empty for the opening piece).
+    delta: str
+
+
+@dataclass(frozen=True)
 class OutputFunctionCall:
+    """A complete function call; after `OutputFunctionCallDelta` pieces of the same `call_id`, it closes them."""
+
     name: str
     #: JSON-encoded arguments.
     arguments: str
@@ -203,7 +222,7 @@ class OutputUsage:
     output_tokens: int
 
 
-ResponseChunk = OutputText | OutputAudio | OutputFunctionCall | OutputUsage
+ResponseChunk = OutputText | OutputAudio | OutputFunctionCallDelta | OutputFunctionCall | OutputUsage
 
 
 class EngineFailure(Exception):
@@ -241,13 +260,64 @@ class EngineSessionInfo:
 MarkCallback = Callable[[str, float], None]
 
 
+class InputEvents(Protocol):
+    """What an engine that hears the input audio itself tells the session: its turns.
+
+    The session turns these into exactly the events its own turn detection sends
+    (`input_audio_buffer.speech_started/stopped/committed`, the user item, its
+    transcription) and answers the turn. Positions are milliseconds of all input audio
+    the session appended, the clock `audio_start_ms` counts on.
+    """
+
+    def speech_started(self, audio_start_ms: int) -> str | None:
+        """Speech began (barge-in); returns the id of the user item it will become (None: ignored)."""
+
+    def speech_stopped(self, audio_end_ms: int) -> None:
+        """Speech ended; a commit follows."""
+
+    def committed(self) -> str | None:
+        """The engine committed the turn it heard; returns the user item's id (None: nothing to commit here)."""
+
+    def transcribed(self, item_id: str, text: str) -> None:
+        """The engine's transcript of a committed user item."""
+
+    def transcription_failed(self, item_id: str, message: str) -> None:
+        """The engine could not transcribe a committed user item."""
+
+    def failed(self, code: str, message: str) -> None:
+        """The engine lost the input (its upstream went away): the client is told, the turn is dropped."""
+
+
+class Listener(Protocol):
+    """An engine session's own ears: input audio goes to it, turn detection and transcription are its.
+
+    The session still keeps the buffer (for commits, items' audio and retrieve) and tells
+    the listener what the client did with it.
+    """
+
+    def listen(self, events: InputEvents, turn_detection: dict[str, Any] | None,
+               transcription: dict[str, Any] | None) -> None:
+        """Where turns go, and the session's `turn_detection` / `transcription` (wire form; again on each update)."""
+
+    def append(self, pcm: np.ndarray, rate: int) -> None:
+        """int16 mono input audio as the client sent it, in order."""
+
+    def commit(self, item_id: str) -> None:
+        """The session committed the buffer itself as `item_id` (a manual commit, the idle timeout, end of input)."""
+
+    def clear(self) -> None:
+        """The client cleared the input buffer."""
+
+
 class EngineSession(Protocol):
-    """One conversation's engine state. VAD and transcription are optional capabilities."""
+    """One conversation's engine state. VAD, transcription and a listener are optional capabilities."""
 
     #: A VAD model for the session's turn detection; None when the engine hears audio itself.
     vad: VoiceActivityModel | None
     #: Speech-to-text for input audio; None when the engine needs no transcripts.
     transcriber: Transcriber | None
+    #: The engine's own turn detection and transcription (the relay's upstream); None: the session's.
+    listener: Listener | None
 
     def respond(self, request: ResponseRequest, *, on_mark: MarkCallback | None = None) -> AsyncIterator[ResponseChunk]:
         """Stream the reply. Cancelling the iteration must stop all work promptly.

@@ -43,6 +43,17 @@ class _Message:
     open_span: SpokenSpan | None = None
 
 
+@dataclass
+class _Call:
+    """A function call item whose arguments are still streaming."""
+
+    entry: Entry
+    output_index: int
+    name: str
+    call_id: str
+    arguments: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class ResponsePlan:
     """One response's settings, resolved once when it is created and carried to the engine."""
@@ -106,6 +117,8 @@ class ResponseBuilder:
         self.usage = Usage()
         self.outputs: list[Entry] = []
         self._message: _Message | None = None
+        #: Function calls open for streamed arguments, by call id.
+        self._calls: dict[str, _Call] = {}
         self._resampler: StreamResampler | None = None
         self._resampler_rate = 0
         self.first_audio_at: float | None = None
@@ -237,21 +250,45 @@ class ResponseBuilder:
             payload = base64.b64encode(encode(fmt, pcm[offset : offset + step])).decode("ascii")
             self.emit(ev.OutputAudioDelta(**self._part_ids(message), delta=payload))
 
-    def add_function_call(self, name: str, arguments: str, call_id: str | None = None) -> Entry:
-        """A complete function call item (its arguments in one delta); returns its entry."""
+    def _open_call(self, name: str, call_id: str) -> _Call:
         self._close_message("completed")
-        call_id = call_id or new_id("call")
         item = FunctionCall(id=new_id("item"), object="realtime.item", type="function_call", status="in_progress",
                             name=name, call_id=call_id, arguments="").wire()
         entry = self._add_item(item)
-        output_index = len(self.outputs) - 1
-        ids = {"response_id": self.id, "item_id": entry.id, "output_index": output_index, "call_id": call_id}
-        self.emit(ev.FunctionCallArgumentsDelta(**ids, delta=arguments))
-        self.emit(ev.FunctionCallArgumentsDone(**ids, name=name, arguments=arguments))
-        self.usage.output_text += text_tokens(name) + text_tokens(arguments)
-        entry.item = {**item, "status": "completed", "arguments": arguments}
-        self._item_done(entry, output_index)
-        return entry
+        call = self._calls[call_id] = _Call(entry=entry, output_index=len(self.outputs) - 1, name=name, call_id=call_id)
+        return call
+
+    def _call_ids(self, call: _Call) -> dict[str, Any]:
+        return {"response_id": self.id, "item_id": call.entry.id, "output_index": call.output_index,
+                "call_id": call.call_id}
+
+    def add_function_call_delta(self, call_id: str, name: str, delta: str) -> None:
+        """A piece of a call's arguments: the first opens its item, each one is a delta event."""
+        call = self._calls.get(call_id) or self._open_call(name, call_id)
+        if delta:
+            call.arguments.append(delta)
+            self.emit(ev.FunctionCallArgumentsDelta(**self._call_ids(call), delta=delta))
+
+    def add_function_call(self, name: str, arguments: str, call_id: str | None = None) -> Entry:
+        """A complete function call: closes the call its pieces opened, or makes the whole item at once."""
+        call_id = call_id or new_id("call")
+        call = self._calls.get(call_id)
+        if call is None:
+            call = self._open_call(name, call_id)
+            self.emit(ev.FunctionCallArgumentsDelta(**self._call_ids(call), delta=arguments))
+        self._close_call(call, "completed", arguments)
+        return call.entry
+
+    def _close_call(self, call: _Call, status: str, arguments: str | None = None) -> None:
+        """`arguments.done` for a completed call only: a cut-off call's arguments are not a call to run."""
+        del self._calls[call.call_id]
+        if arguments is None:
+            arguments = "".join(call.arguments)
+        else:
+            self.emit(ev.FunctionCallArgumentsDone(**self._call_ids(call), name=call.name, arguments=arguments))
+        self.usage.output_text += text_tokens(call.name) + text_tokens(arguments)
+        call.entry.item = {**call.entry.item, "status": status, "arguments": arguments}
+        self._item_done(call.entry, call.output_index)
 
     # ------------------------------------------------------------ finishing
 
@@ -289,6 +326,8 @@ class ResponseBuilder:
         if self.done:
             return False
         self._close_message("completed" if status == "completed" else "incomplete", flush=status != "cancelled")
+        for call in list(self._calls.values()):  # arguments still streaming when the response ended
+            self._close_call(call, "incomplete")
         self.status = status
         self.emit(ev.ResponseDone(response=self.wire(details, final=True)))
         return True

@@ -40,6 +40,7 @@ from .interfaces import (
     MediaSink,
     OutputAudio,
     OutputFunctionCall,
+    OutputFunctionCallDelta,
     OutputText,
     OutputUsage,
     ToolCall,
@@ -287,6 +288,8 @@ class Responses:
             case OutputAudio():
                 builder.add_audio(chunk.pcm, chunk.rate, asyncio.get_running_loop().time())
                 active.timings.mark("first_audio")
+            case OutputFunctionCallDelta():
+                builder.add_function_call_delta(chunk.call_id, chunk.name, chunk.delta)
             case OutputFunctionCall():
                 entry = builder.add_function_call(chunk.name, chunk.arguments, chunk.call_id)
                 if self.toolbox.handles(chunk.name) and plan.in_conversation:
@@ -364,7 +367,7 @@ class Responses:
                         await asyncio.shield(final)  # usage and the item's text need it
                     await self._context(entries, active.builder, active.plan.instructions)
                     return
-                if isinstance(chunk, OutputFunctionCall) and not confirmed:
+                if isinstance(chunk, OutputFunctionCall | OutputFunctionCallDelta) and not confirmed:
                     assert final is not None
                     await asyncio.shield(final)  # never a call on a rough transcript
                     continue

@@ -116,7 +116,8 @@ class RealtimeSession:
                        turn_timings=self._set_turn_timings, reply_plan=self._reply_plan,
                        speculate=self._speculate_reply, drop_speculation=lambda: self.responses.drop_speculation()),
             self.conversation, self.engine.vad, self.engine.transcriber, self._input_format.rate,
-            self.options.limits, turn_end=getattr(self.engine, "end_of_turn", None))
+            self.options.limits, listener=getattr(self.engine, "listener", None),
+            turn_end=getattr(self.engine, "end_of_turn", None))
         self.responses = Responses(
             ResponseHooks(emit=self._send, spawn=self._spawn, session_id=self.id, transcript=self.input.transcribe_entry,
                           finished=self._response_finished, tool_timeout_s=self.options.tool_timeout_s),

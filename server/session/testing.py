@@ -112,6 +112,7 @@ class ScriptedEngineSession:
         self.engine = engine
         self.vad = engine.new_vad()
         self.transcriber = engine if engine.needs_transcripts else None
+        self.listener = None
         self.end_of_turn = ScriptedTurnEnd(engine) if engine.guesses is not None else None
 
     def respond(self, request: ResponseRequest, *, on_mark: Callable[[str, float], None] | None = None

@@ -20,6 +20,7 @@ from hearth.server.session.interfaces import (
     EngineFailure,
     OutputAudio,
     OutputFunctionCall,
+    OutputFunctionCallDelta,
     OutputText,
     OutputUsage,
     ResponseRequest,
@@ -156,12 +157,29 @@ async def test_text_streams_before_the_upstream_finishes(fake: FakeChatServer) -
     assert pieces[-1] == OutputUsage(input_tokens=17, output_tokens=14)
 
 
-async def test_tool_call_keeps_the_models_id_and_text_comes_first(fake: FakeChatServer) -> None:
-    fake.push(Reply(text="Checking.", tool_calls=[ScriptedCall("get_weather", '{"city": "Paris"}', id="call_abc")]))
+async def test_tool_call_streams_its_arguments_keeps_the_models_id_and_text_comes_first(
+        fake: FakeChatServer) -> None:
+    fake.push(Reply(text="Checking.", tool_calls=[ScriptedCall("get_weather", '{"city": "Paris"}', id="call_abc",
+                                                               pieces=4)]))
     events, failure = await run(brain_for(fake), request(tools=[WEATHER_TOOL]))
     assert failure is None
-    assert [type(e) for e in events] == [OutputText, OutputFunctionCall, OutputUsage]
-    assert events[1] == OutputFunctionCall(name="get_weather", arguments='{"city": "Paris"}', call_id="call_abc")
+    assert [type(e) for e in events] == [OutputText, *[OutputFunctionCallDelta] * 4, OutputFunctionCall, OutputUsage]
+    deltas = events[1:5]
+    assert {(d.call_id, d.name) for d in deltas} == {("call_abc", "get_weather")}
+    assert "".join(d.delta for d in deltas) == '{"city": "Paris"}'
+    assert events[5] == OutputFunctionCall(name="get_weather", arguments='{"city": "Paris"}', call_id="call_abc")
+
+
+async def test_argument_pieces_are_yielded_as_the_endpoint_streams_them(fake: FakeChatServer) -> None:
+    held = threading.Event()  # the model has not finished until the test says so
+    fake.push(Reply(tool_calls=[ScriptedCall("get_weather", '{"city": "Paris"}', id="call_abc")], hold_end=held))
+    stream = brain_for(fake).respond(request(tools=[WEATHER_TOOL]))
+    try:
+        first = await asyncio.wait_for(stream.__anext__(), 5)
+        assert isinstance(first, OutputFunctionCallDelta) and not fake.requests[0].ended.is_set()
+    finally:
+        held.set()
+        await stream.aclose()
 
 
 async def test_parallel_tool_calls(fake: FakeChatServer) -> None:
@@ -171,6 +189,12 @@ async def test_parallel_tool_calls(fake: FakeChatServer) -> None:
     calls = [e for e in events if isinstance(e, OutputFunctionCall)]
     assert failure is None and [(c.name, json.loads(c.arguments), c.call_id) for c in calls] == [
         ("get_weather", {"city": "Paris"}, "call_1"), ("get_time", {"zone": "CET"}, "call_2")]
+    deltas = [e for e in events if isinstance(e, OutputFunctionCallDelta)]
+    assert [d.call_id for d in deltas] == ["call_1", "call_2"] * 4  # interleaved, as the endpoint sent them
+    for call in calls:
+        assert "".join(d.delta for d in deltas if d.call_id == call.call_id) == call.arguments
+        assert {d.name for d in deltas if d.call_id == call.call_id} == {call.name}
+    assert events.index(calls[0]) > events.index(deltas[-1])  # complete once the model has finished
 
 
 async def test_closing_mid_stream_closes_the_upstream_request(fake: FakeChatServer) -> None:

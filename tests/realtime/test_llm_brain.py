@@ -122,6 +122,12 @@ async def test_parallel_client_tool_calls_round_trip_with_the_models_call_ids(
             ("get_weather", "call_paris_1", {"city": "Paris"}), ("get_time", "call_tokyo_2", {"zone": "Asia/Tokyo"})]
         assert [e["call_id"] for e in rt.find("response.function_call_arguments.done", mark)] == \
             ["call_paris_1", "call_tokyo_2"]
+        deltas = rt.find("response.function_call_arguments.delta", mark)
+        assert [e["call_id"] for e in deltas[:4]] == ["call_paris_1", "call_tokyo_2"] * 2  # as the model streamed
+        for call in calls:
+            mine = [e for e in deltas if e["call_id"] == call["call_id"]]
+            assert len(mine) == 3 and "".join(e["delta"] for e in mine) == call["arguments"]
+            assert {e["item_id"] for e in mine} == {call["id"]}
         mark = rt.mark()
         for call_id, output in (("call_paris_1", '{"sky": "sunny"}'), ("call_tokyo_2", '{"time": "09:00"}')):
             await rt.send({"type": "conversation.item.create", "item": {
@@ -135,6 +141,25 @@ async def test_parallel_client_tool_calls_round_trip_with_the_models_call_ids(
         {"id": "call_tokyo_2", "type": "function", "function": {"name": "get_time", "arguments": '{"zone": "Asia/Tokyo"}'}}]}
     assert follow_up[-2:] == [{"role": "tool", "tool_call_id": "call_paris_1", "content": '{"sky": "sunny"}'},
                               {"role": "tool", "tool_call_id": "call_tokyo_2", "content": '{"time": "09:00"}'}]
+
+
+async def test_spoken_text_before_a_call_goes_out_before_the_calls_streamed_arguments(
+        fake: FakeChatServer, server: RunningServer) -> None:
+    fake.script = lambda _r: Reply(text="Let me look that up for you.", tool_calls=[
+        ScriptedCall("get_weather", '{"city": "Paris", "unit": "celsius"}', id="call_paris_9", pieces=5)])
+    async with connect(server, session={"type": "realtime", "tools": [WEATHER]}) as rt:
+        mark = await ask(rt, "What's the weather in Paris?")
+        response = await rt.response(since=mark)
+        events = rt.events[mark:]
+    types = [e["type"] for e in events]
+    first_delta = types.index("response.function_call_arguments.delta")
+    assert "response.output_audio.delta" in types[:first_delta]
+    assert "response.output_audio.delta" not in types[first_delta:]
+    deltas = [e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta"]
+    assert len(deltas) == 5 and "".join(deltas) == '{"city": "Paris", "unit": "celsius"}'
+    message, call = response["output"]
+    assert message["content"][0]["transcript"] == "Let me look that up for you."
+    assert call["call_id"] == "call_paris_9" and call["status"] == "completed"
 
 
 async def test_cancel_mid_stream_closes_the_upstream_request(fake: FakeChatServer, server: RunningServer) -> None:

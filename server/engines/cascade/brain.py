@@ -3,7 +3,8 @@
 Brains (Home Assistant intents, an OpenAI-compatible LLM, or both) only decide
 *what* to say; the engine around them handles speech. Text is streamed as
 deltas so speech can start before the reply is complete; a function call is
-emitted once, complete. A brain that cannot answer yields one `Declined` and
+emitted complete, optionally after its arguments streamed in pieces
+(`OutputFunctionCallDelta`, the LLM brain). A brain that cannot answer yields one `Declined` and
 nothing else, so brains compose (`auto` asks the next one) without matching
 reply strings; when a decline reaches the engine, its `reply` is spoken.
 """
@@ -13,11 +14,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from hearth.server.session.interfaces import Declined, OutputFunctionCall, OutputText, OutputUsage, ResponseRequest
+from hearth.server.session.interfaces import (
+    Declined,
+    OutputFunctionCall,
+    OutputFunctionCallDelta,
+    OutputText,
+    OutputUsage,
+    ResponseRequest,
+)
 
-#: What a brain emits: reply text deltas and complete function calls, or a single decline;
-#: a brain that measured its tokens (an LLM endpoint's usage) adds `OutputUsage`.
-BrainEvent = OutputText | OutputFunctionCall | OutputUsage | Declined
+#: What a brain emits: reply text deltas and function calls (complete, or streamed in pieces
+#: and then complete), or a single decline; a brain that measured its tokens adds `OutputUsage`.
+BrainEvent = OutputText | OutputFunctionCallDelta | OutputFunctionCall | OutputUsage | Declined
 
 
 class Brain(Protocol):

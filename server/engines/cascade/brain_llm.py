@@ -9,8 +9,10 @@ with `"stream": true`; this brain talks to them through the `openai` package's a
   `function_call_output` as the `tool` message right after its call. Calls without an
   output and outputs without a call are left out (Chat endpoints reject them).
 * Text deltas are yielded as they arrive, so the cascade's sentence splitter speaks the first
-  sentence while the model is still writing. Tool calls are yielded complete, with the
-  model's own call id, once the model has finished them. The endpoint's token usage is
+  sentence while the model is still writing. Tool calls stream too: each piece of a call's
+  arguments is yielded as `OutputFunctionCallDelta` as it arrives (pieces of parallel calls
+  interleave, each under its call's id), and once the model has finished, each call is
+  yielded complete as `OutputFunctionCall`, with the model's own call id. The endpoint's token usage is
   yielded last as `OutputUsage`.
 * Closing or cancelling the iteration closes the upstream HTTP stream at once.
 * An upstream error, a refusal or a timeout is spoken as a short apology and then raised as
@@ -35,6 +37,7 @@ from openai import AsyncOpenAI
 from hearth.server.session.interfaces import (
     EngineFailure,
     OutputFunctionCall,
+    OutputFunctionCallDelta,
     OutputText,
     OutputUsage,
     ResponseRequest,
@@ -93,7 +96,7 @@ class LlmBrain:
         return body
 
     async def respond(self, request: ResponseRequest) -> AsyncIterator[BrainEvent]:
-        """Stream the model's reply: text deltas, then complete calls, then usage."""
+        """Stream the model's reply: text deltas, argument pieces as they come, complete calls, usage."""
         reply = _Reply()
         try:
             async for event in self._stream(request, reply):
@@ -141,7 +144,9 @@ class LlmBrain:
                         reply.refusal += delta.refusal
                     for piece in delta.tool_calls or []:
                         call = calls.setdefault(piece.index, _Call())
-                        call.add(piece)
+                        streamed = call.add(piece)
+                        if streamed is not None:
+                            yield streamed
                     if choice.finish_reason == "content_filter":
                         reply.refusal = reply.refusal or "the endpoint's content filter stopped the reply"
             held = reply.think.flush()
@@ -156,7 +161,7 @@ class LlmBrain:
                     raise EngineFailure("upstream_error", f"The model streamed a tool call without a name (index {index}).")
                 # Some servers send no id; one is made so the call's result can find its way back.
                 yield OutputFunctionCall(name=call.name, arguments="".join(call.arguments) or "{}",
-                                         call_id=call.id or f"call_{uuid.uuid4().hex[:24]}")
+                                         call_id=call.call_id())
             if reply.usage is not None:
                 yield reply.usage
         except TimeoutError as err:
@@ -273,15 +278,27 @@ class _Call:
     name: str = ""
     arguments: list[str] = field(default_factory=list)
 
-    def add(self, piece: Any) -> None:
-        if piece.id:
+    def call_id(self) -> str:
+        """The model's id; some servers send none, so one is made for the result to find its way back."""
+        if not self.id:
+            self.id = f"call_{uuid.uuid4().hex[:24]}"
+        return self.id
+
+    def add(self, piece: Any) -> OutputFunctionCallDelta | None:
+        """Take one streamed piece; returns the arguments piece to stream on, once the name is known."""
+        if piece.id and not self.id:
             self.id = piece.id
         function = piece.function
-        if function is not None:
-            if function.name:
-                self.name += function.name  # sent whole in the first piece; some servers split it
-            if function.arguments:
-                self.arguments.append(function.arguments)
+        if function is None:
+            return None
+        if function.name:
+            self.name += function.name  # sent whole in the first piece; some servers split it
+        if not function.arguments:
+            return None
+        self.arguments.append(function.arguments)
+        if not self.name:
+            return None  # a nameless call cannot open an item; it fails at the end
+        return OutputFunctionCallDelta(call_id=self.call_id(), name=self.name, delta=function.arguments)
 
 
 class _ThinkFilter:

@@ -43,6 +43,7 @@ from hearth.server.session.interfaces import (
     EngineSessionInfo,
     OutputAudio,
     OutputFunctionCall,
+    OutputFunctionCallDelta,
     OutputText,
     OutputUsage,
     ResponseChunk,
@@ -87,6 +88,7 @@ class CascadeSession:
         self.info = info
         self.vad = engine.new_vad()
         self.transcriber = engine
+        self.listener = None
         self.end_of_turn = engine.turn_judge
         self._engine = engine
         choose = getattr(engine.brain, "for_satellite", None)
@@ -184,7 +186,7 @@ class CascadeEngine:
         marks.once(MARK_DONE)
 
     async def _brain_events(self, request: ResponseRequest, brain: Brain
-                            ) -> AsyncIterator[OutputText | OutputFunctionCall | OutputUsage]:
+                            ) -> AsyncIterator[OutputText | OutputFunctionCallDelta | OutputFunctionCall | OutputUsage]:
         """The brain's stream, with a decline spoken as its reply and `say` spoken as given."""
         if request.say is not None:
             yield OutputText(request.say)
@@ -208,7 +210,7 @@ class CascadeEngine:
 
     async def _spoken(self, request: ResponseRequest, marks: _Marks, brain: Brain, acknowledge: str | None = None
                       ) -> AsyncIterator[ResponseChunk]:
-        queue: asyncio.Queue[str | _Ack | OutputFunctionCall | OutputUsage | _BrainEnd] = asyncio.Queue()
+        queue: asyncio.Queue[_Queued] = asyncio.Queue()
         thinking = asyncio.create_task(self._think(request, queue, marks, brain, acknowledge), name="cascade-brain")
         try:
             while True:
@@ -217,7 +219,7 @@ class CascadeEngine:
                     if item.error is not None:
                         raise item.error
                     return
-                if isinstance(item, OutputFunctionCall | OutputUsage):
+                if isinstance(item, OutputFunctionCallDelta | OutputFunctionCall | OutputUsage):
                     yield item
                     continue
                 if isinstance(item, _Ack):
@@ -241,7 +243,7 @@ class CascadeEngine:
     async def _think(
         self,
         request: ResponseRequest,
-        queue: asyncio.Queue[str | _Ack | OutputFunctionCall | OutputUsage | _BrainEnd],
+        queue: asyncio.Queue[_Queued],
         marks: _Marks,
         brain: Brain,
         acknowledge: str | None = None,
@@ -259,7 +261,7 @@ class CascadeEngine:
             async with _closing(events):
                 async for event in events:
                     marks.once(MARK_BRAIN_FIRST)
-                    if not spoken and isinstance(event, OutputFunctionCall) and acknowledge:
+                    if not spoken and isinstance(event, OutputFunctionCall | OutputFunctionCallDelta) and acknowledge:
                         queue.put_nowait(_Ack(acknowledge))
                     spoken = True
                     if isinstance(event, OutputText):
@@ -269,7 +271,7 @@ class CascadeEngine:
                     elif isinstance(event, OutputUsage):
                         usage.append(event)
                     else:
-                        # Text before a call is spoken before the call goes out.
+                        # Text before a call is spoken before the call (its first piece) goes out.
                         for sentence in splitter.flush():
                             marks.once(MARK_FIRST_SENTENCE)
                             queue.put_nowait(sentence)
@@ -317,6 +319,10 @@ class _Ack:
 @dataclass(frozen=True)
 class _BrainEnd:
     error: Exception | None
+
+
+#: What the thinking stage hands the speaking stage: a sentence, a call (or a piece of one), usage, the end.
+_Queued = str | _Ack | OutputFunctionCallDelta | OutputFunctionCall | OutputUsage | _BrainEnd
 
 
 class _Marks:

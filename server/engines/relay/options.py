@@ -15,11 +15,10 @@ from hearth.server.options import (
     number,
     option,
     schema_of,
-    section,
     tag,
 )
 
-from ..cascade.options import VadConfig, http_url, read_key
+from ..cascade.options import http_url, read_key
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ class UpstreamConfig:
                                  secret=True)
     api_key_file: Path | str | None = option(None, "file holding the upstream's API key", Maybe(existing_file))
     connect_timeout_s: float = option(10.0, "to open the upstream WebSocket", number(0.1), unit="seconds")
-    response_timeout_s: float = option(15.0, "from response.create to the upstream's response.created",
+    response_timeout_s: float = option(15.0, "from response.create to response.created, and between events",
                                        number(0.1), unit="seconds")
     #: None passes the session's voice (an OpenAI voice name).
     voice: str | None = option(None, "voice asked of the upstream; null = the session's", Maybe(non_empty))
@@ -43,9 +42,8 @@ class UpstreamConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class RelayConfig:
-    """`engine.type: relay`: each response from an upstream Realtime server; turn detection stays here."""
+    """`engine.type: relay`: an upstream Realtime server hears each session and makes its responses."""
 
     type: Literal["relay"] = tag("relay")
     workers: int = option(2, "inference threads shared by all sessions", integer(1), unit="threads")
-    vad: VadConfig = section(VadConfig, "server voice activity detection")
     upstream: UpstreamConfig = option(REQUIRED, "the upstream Realtime server", schema_of(UpstreamConfig))
