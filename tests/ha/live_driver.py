@@ -85,7 +85,8 @@ async def main(workdir: Path, hass_bin: str, mosquitto_bin: str) -> dict:
                            status=ServerStatus("hearth", name="Hearth house")),
             list(SUBSCRIPTIONS), lambda topic, payload: tools_box["t"].handle_message(topic, payload),
         )
-        tools = tools_box["t"] = HomeAssistantTools(client.publish)
+        # A generous timeout: this checks the round trip works; its speed is measured, not asserted.
+        tools = tools_box["t"] = HomeAssistantTools(client.publish, timeout_s=10.0)
         client.start()
         assert await client.wait_connected(10), "server client did not connect"
         base = f"http://127.0.0.1:{http_port}"
