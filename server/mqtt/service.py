@@ -18,6 +18,7 @@ from ..config import MqttConfig, ServerConfig
 from ..context import ServerContext
 from ..tools.home_assistant import SUBSCRIPTIONS as HA_SUBSCRIPTIONS
 from ..tools.home_assistant import HomeAssistantTools
+from .assist import HomeAssistantAssist
 from .bridge import SUBSCRIPTIONS, MqttBridge
 from .broker import EmbeddedBroker
 from .client import ClientSettings, MqttClient
@@ -111,7 +112,11 @@ def bridge_context(version: str | None) -> CleanupCtx:
         home_assistant = HomeAssistantTools(client.publish, timeout_s=0.9 * ctx.config.server.tool_timeout_s)
         ctx.tools.add(home_assistant)
         bridge = MqttBridge(ctx, mqtt, client.publish)
+        # Announcements, start_conversation, the conversation agent and timers arrive with the tools.
+        assist = HomeAssistantAssist(bridge, ctx.sessions, client.publish)
+        home_assistant.on_event = assist.handle
         app[MqttBridge.KEY] = bridge
+        app[HomeAssistantAssist.KEY] = assist
         app[MqttClient.KEY] = client
         client.start()
         if not await client.wait_connected(CONNECT_WAIT_S):
@@ -120,6 +125,8 @@ def bridge_context(version: str | None) -> CleanupCtx:
             yield
         finally:
             ctx.tools.remove(home_assistant)
+            home_assistant.on_event = None
+            assist.close()
             home_assistant.close()
             bridge.close()
             await client.stop()

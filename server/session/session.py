@@ -23,7 +23,7 @@ import contextvars
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, assert_never
 
 import numpy as np
@@ -385,6 +385,19 @@ class RealtimeSession:
         if params.tools is not None:
             check_tools(list(params.tools), self.options.limits, "response.tools")
         self._start_response(params)
+
+    def say(self, text: str) -> str | None:
+        """Speak `text` word for word as the next response; its id, or None when a response is active.
+
+        For transports that start a turn themselves (an announcement, a timer's line on a
+        satellite): they have no client to send `response.create`, and the line must be
+        spoken as given, not composed by the brain.
+        """
+        if self.closed or self.config.type != "realtime" or self.responses.active is not None:
+            return None
+        plan = replace(self._plan(ce.ResponseParams()), say=text)
+        self._cancel_idle_timer()
+        return self.responses.start(plan).builder.id
 
     def _plan(self, params: ce.ResponseParams) -> ResponsePlan:
         """Resolve one response's settings from its parameters and the session's."""
