@@ -85,10 +85,10 @@ async def main(workdir: Path, hass_bin: str, mosquitto_bin: str, turns: int) -> 
                 original = provider.call
 
                 async def timed(scope, call):  # noqa: ANN001, ANN202
-                    t0 = time.perf_counter()
+                    sent, t0 = time.time(), time.perf_counter()
                     result = await original(scope, call)
                     round_trips.append({"name": call.name, "arguments": call.arguments, "error": result.error,
-                                        "ms": (time.perf_counter() - t0) * 1000})
+                                        "ms": (time.perf_counter() - t0) * 1000, "sent": sent})
                     return result
 
                 provider.call = timed  # type: ignore[method-assign]
@@ -137,12 +137,16 @@ async def main(workdir: Path, hass_bin: str, mosquitto_bin: str, turns: int) -> 
                     changed = datetime.fromisoformat(state["last_changed"]).timestamp()
                     calls = round_trips[calls_before:]
                     ends = speech_ends[ends_before:]
+                    speech_end = _wall(ends[0]) if ends else None
                     result: dict[str, Any] = {
                         "light": state["state"],
                         "calls": [(c["name"], c["arguments"], c["error"]) for c in calls],
                         "round_trip_ms": round(calls[0]["ms"], 1) if calls else None,
-                        "voice_to_light_ms": round((changed - _wall(ends[0])) * 1000) if ends and state["state"] == "on"
-                        else None,
+                        "voice_to_light_ms": round((changed - speech_end) * 1000)
+                        if speech_end is not None and state["state"] == "on" else None,
+                        # where the time goes: end of speech -> tool call sent (VAD silence, STT, brain)
+                        "voice_to_call_ms": round((calls[0]["sent"] - speech_end) * 1000)
+                        if speech_end is not None and calls else None,
                     }
                     if turn == 0:  # what the satellite played, heard by the server's own Whisper
                         pcm = _read_wav(out)
