@@ -273,8 +273,11 @@ class HomeAssistantAssist:
 
     def _chat(self, request: ConversationRequest) -> tuple[_Chat, str]:
         if request.conversation_id and (chat := self._chats.get(request.conversation_id)) is not None:
-            self._chats.move_to_end(request.conversation_id)
-            return chat, request.conversation_id
+            if not chat.session.closed:
+                self._chats.move_to_end(request.conversation_id)
+                return chat, request.conversation_id
+            del self._chats[request.conversation_id]  # it reached its maximum duration: start afresh
+            self.sessions.closed(chat.session)
         defaults = copy.deepcopy(self.sessions.policy.defaults)
         defaults["output_modalities"] = ["text"]
         defaults.setdefault("audio", {}).setdefault("input", {})["turn_detection"] = None
