@@ -153,6 +153,8 @@ class ServerOptions:
                                             list_of(_host_name))
     tool_timeout_s: float = option(2.5, "a server-side tool (Home Assistant's) that takes longer is apologised for",
                                    number(0.1, 60), unit="seconds")
+    tools_for_clients: bool = option(False, "offer Home Assistant's tools to Realtime clients too, as tools the "
+                                     "server runs", boolean)
     limits: LimitsConfig = section(LimitsConfig, "what one session may ask of the server at once")
     tls: TlsOptions = section(TlsOptions, "TLS on the server itself (or put a reverse proxy in front)")
 

@@ -109,7 +109,8 @@ def bridge_context(version: str | None) -> CleanupCtx:
                             on_disconnected=on_disconnected)
         # Home Assistant's tools (custom_components/hearth publishes them): its own answer
         # comes a little before the session's tool timeout, so its words are the ones spoken.
-        home_assistant = HomeAssistantTools(client.publish, timeout_s=0.9 * ctx.config.server.tool_timeout_s)
+        home_assistant = HomeAssistantTools(client.publish, timeout_s=0.9 * ctx.config.server.tool_timeout_s,
+                                            realtime_sessions=ctx.config.server.tools_for_clients)
         ctx.tools.add(home_assistant)
         bridge = MqttBridge(ctx, mqtt, client.publish)
         # Announcements, start_conversation, the conversation agent and timers arrive with the tools.
