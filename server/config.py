@@ -119,6 +119,8 @@ class LimitsConfig:
                                       number(0), unit="seconds")
     large_append_s: float = option(_LIMITS.large_append_s, "appends longer than this have their VAD run off the "
                                    "event loop", number(0.1), unit="seconds")
+    max_context_items: int = option(_LIMITS.max_context_items, "newest conversation items an engine sees per response",
+                                    integer(2), unit="items")
 
     def session_limits(self) -> SessionLimits:
         return SessionLimits(**{f.name: getattr(self, f.name) for f in fields(SessionLimits)})

@@ -27,3 +27,5 @@ class SessionLimits:
     max_speculation_s: float = 30.0
     #: Appends longer than this (s) have their VAD run off the event loop.
     large_append_s: float = 1.0
+    #: Newest conversation items an engine sees per response (upstream truncates to its window too).
+    max_context_items: int = 256

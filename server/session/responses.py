@@ -75,6 +75,8 @@ class ResponseHooks:
     #: A default-conversation response ended (its audio length in ms).
     finished: Callable[[ActiveResponse], None]
     tool_timeout_s: float = 2.5
+    #: Newest conversation items the engine sees per response (the rest stays in the conversation).
+    max_context_items: int = 256
 
 
 class Responses:
@@ -167,6 +169,7 @@ class Responses:
         try:
             entries = list(plan.input) if plan.input is not None else [
                 e for e in self.conversation.entries() if e not in builder.outputs]
+            entries = entries[-self.hooks.max_context_items:]
             items = await self._context(entries, builder, plan.instructions)
             timings.mark("context_ready")
             stream = self.engine.respond(plan.engine_request(items), on_mark=timings.mark)

@@ -118,7 +118,8 @@ class RealtimeSession:
             self.options.limits, listener=getattr(self.engine, "listener", None))
         self.responses = Responses(
             ResponseHooks(emit=self._send, spawn=self._spawn, session_id=self.id, transcript=self.input.transcribe_entry,
-                          finished=self._response_finished, tool_timeout_s=self.options.tool_timeout_s),
+                          finished=self._response_finished, tool_timeout_s=self.options.tool_timeout_s,
+                          max_context_items=self.options.limits.max_context_items),
             self.engine, self.conversation, self.items, self.toolbox, self.timings, media)
         self.playback = PlaybackTracker(self.responses, self.items, self._send,
                                         buffer_events=self.options.playback_events, on_finished=self._playback_done)
