@@ -51,7 +51,7 @@ from .interfaces import (
     Toolbox,
 )
 from .items import Items, heard_text
-from .limits import SessionLimits
+from .limits import SessionLimits, duration_words
 from .playback import PlaybackTracker
 from .response import ResponsePlan
 from .responses import ActiveResponse, ResponseHooks, Responses
@@ -147,7 +147,7 @@ class RealtimeSession:
 
     def _expire(self) -> None:
         self._error(RealtimeProtocolError(
-            message=f"Your session hit the maximum duration of {_duration_words(self.options.max_duration_s)}.",
+            message=f"Your session hit the maximum duration of {duration_words(self.options.max_duration_s)}.",
             code="session_expired"))
         self.sink.close(1001, "invalid_request_error.session_expired")
         self.close()
@@ -523,12 +523,3 @@ def check_tools(tools: list[Any], limits: SessionLimits, param: str) -> None:
 def _has_transcript(entry: Entry) -> bool:
     part = next((p for p in entry.item.get("content", []) if p.get("type") == "input_audio"), None)
     return part is not None and part.get("transcript") is not None
-
-
-def _duration_words(seconds: float) -> str:
-    """"60 minutes" as upstream says it; limits that are not whole minutes in seconds."""
-    if seconds >= 60 and seconds % 60 == 0:
-        minutes = int(seconds // 60)
-        return f"{minutes} minute{'' if minutes == 1 else 's'}"
-    whole = max(1, round(seconds))
-    return f"{whole} second{'' if whole == 1 else 's'}"
