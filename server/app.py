@@ -52,6 +52,7 @@ def create_app(config: ServerConfig, *, engine_factory: EngineFactory | None = N
             policy = SessionPolicy(defaults=session_defaults(config),
                                    max_duration_s=config.server.max_session_duration_s,
                                    tool_timeout_s=config.server.tool_timeout_s,
+                                   tools_for_clients=config.server.tools_for_clients,
                                    limits=config.server.limits.session_limits())
             sessions = SessionRegistry(engine, tools, policy)
             app[ServerContext.KEY] = ServerContext(config=config, engine=engine, tools=tools, sessions=sessions)

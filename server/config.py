@@ -119,6 +119,8 @@ class LimitsConfig:
                                       number(0), unit="seconds")
     large_append_s: float = option(_LIMITS.large_append_s, "appends longer than this have their VAD run off the "
                                    "event loop", number(0.1), unit="seconds")
+    max_context_items: int = option(_LIMITS.max_context_items, "newest conversation items an engine sees per response",
+                                    integer(2), unit="items")
 
     def session_limits(self) -> SessionLimits:
         return SessionLimits(**{f.name: getattr(self, f.name) for f in fields(SessionLimits)})
@@ -153,6 +155,8 @@ class ServerOptions:
                                             list_of(_host_name))
     tool_timeout_s: float = option(2.5, "a server-side tool (Home Assistant's) that takes longer is apologised for",
                                    number(0.1, 60), unit="seconds")
+    tools_for_clients: bool = option(False, "offer Home Assistant's tools to Realtime clients too, as tools the "
+                                     "server runs", boolean)
     limits: LimitsConfig = section(LimitsConfig, "what one session may ask of the server at once")
     tls: TlsOptions = section(TlsOptions, "TLS on the server itself (or put a reverse proxy in front)")
 

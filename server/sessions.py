@@ -60,13 +60,19 @@ class SessionRegistry:
         media_rate: int | None = None,
         playback_events: bool = False,
         satellite_id: str | None = None,
+        tool_scope: ToolScope | None = None,
     ) -> RealtimeSession:
-        """A started session for one transport connection; `close()` it through `closed`."""
+        """A started session for one transport connection; `close()` it through `closed`.
+
+        `tool_scope` overrides whose server-side tools it gets (by default: the satellite's,
+        or the Realtime clients' when configured).
+        """
         options = SessionOptions(
             kind=kind, model=model, defaults=self.policy.defaults if defaults is None else defaults,
             max_duration_s=self.policy.max_duration_s, media_rate=media_rate, playback_events=playback_events,
             tool_timeout_s=self.policy.tool_timeout_s, satellite_id=satellite_id, limits=self.policy.limits)
-        session = RealtimeSession(self.engine, sink, options, media=media, toolbox=self._toolbox(satellite_id))
+        toolbox = self.tools.for_session(tool_scope) if tool_scope is not None else self._toolbox(satellite_id)
+        session = RealtimeSession(self.engine, sink, options, media=media, toolbox=toolbox)
         for observer in self._observers:
             session.timings.subscribe(observer)
         self._live[session.id] = session

@@ -70,6 +70,8 @@ class MosquittoBroker:
                     "persistence false",
                     # 0 = no limit: the default drops QoS 0 audio bursts (30 % of 20,000 frames in a trial)
                     "max_queued_messages 0",
+                    # as firmware-config/mosquitto.conf: no Nagle delay (~40 ms) on small answers
+                    "set_tcp_nodelay true",
                     f"log_dest file {self.log_path}",
                     "log_type error",
                     "log_type warning",

@@ -189,7 +189,9 @@ class HearthHub:
         self._unsubscribe.append(async_listen_entity_updates(self.hass, ASSISTANT, self._schedule_refresh))
         self._unsubscribe.append(async_call_later(self.hass, STATUS_WAIT_SECONDS, self._check_server_seen))
         await self._publish(ha_topics.ha_status(), IntegrationStatus("online", INTEGRATION_VERSION, HA_VERSION), retain=True)
-        await self.async_publish_catalogs()
+        # The first catalogs go out when the server's retained status arrives (`_on_server_status`):
+        # by then the broker has our subscriptions, so a call the server sends at once is not lost
+        # (Home Assistant's MQTT client subscribes in batches, after `async_subscribe` returns).
 
     async def async_stop(self) -> None:
         """Unsubscribe and take back every retained message we published."""

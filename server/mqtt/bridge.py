@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, assert_never
 
+import numpy as np
 from aiohttp import web
 
 from hearth.wire import (
@@ -46,12 +48,14 @@ from hearth.wire import (
     SatelliteStatus,
     SessionAccepted,
     SessionEndReason,
+    SessionStart,
     StandDown,
     StandDownReason,
     UnknownMessageType,
     WakeCandidate,
     decode_satellite_event,
     decode_satellite_status,
+    new_session_id,
     topics,
 )
 from hearth.wire.audio import SAMPLE_RATE as WIRE_RATE
@@ -62,7 +66,7 @@ from ..context import ServerContext
 from ..session.interfaces import MediaSink
 from ..session.session import RealtimeSession
 from .arbitration import Arbiter, Candidate, Joined, Late, Opened
-from .conversation import ConversationSettings, SatelliteConversation, SessionFactory
+from .conversation import ConversationSettings, Phase, SatelliteConversation, SessionFactory
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -80,6 +84,10 @@ SUBSCRIPTIONS = (
     (topics.all_satellites(SatelliteChannel.AUDIO), QOS_AUDIO),
     (topics.all_satellites(SatelliteChannel.STATUS), QOS_CONTROL),
 )
+
+
+class SatelliteUnavailable(Exception):
+    """A server-started session cannot begin: the satellite is unknown, offline or in a conversation."""
 
 
 @dataclass
@@ -155,6 +163,8 @@ class MqttBridge:
         #: Every conversation that ended: (satellite id, session id, reason); tests read it.
         self.closed_log: list[tuple[str, str, str]] = []
         self.stopping = False
+        #: Server-started sessions waiting for their first playback-finished (see `start_session`).
+        self._played: dict[str, asyncio.Future[str | None]] = {}
 
     # ================================================================ MQTT client callbacks
 
@@ -235,6 +245,8 @@ class MqttBridge:
                     conversation.audio_stop(event)
             case PlaybackFinished():
                 if (conversation := self._conversation(satellite_id, event.session_id)) is not None:
+                    if conversation.phase in (Phase.SPEAKING, Phase.AWAITING_ACK):
+                        self._resolve_played(event.session_id, None)  # first: the ack may close it
                     conversation.playback_finished(event)
             case BargeIn():
                 conversation = self._conversation(satellite_id, event.session_id)
@@ -379,7 +391,60 @@ class MqttBridge:
         self.arbiter.ended(conversation.session_id)
         self._remember(conversation.session_id)
         self.closed_log.append((conversation.satellite_id, conversation.session_id, reason))
+        self._resolve_played(conversation.session_id, reason)
         del self.closed_log[:-100]
+
+    # ================================================================ server-started sessions
+
+    def start_session(
+        self,
+        satellite_id: str,
+        *,
+        text: str | None = None,
+        listen: bool = False,
+        prelude: np.ndarray | None = None,
+        instructions: str | None = None,
+    ) -> asyncio.Future[str | None]:
+        """Open a session on a satellite from the server's side (no wake word, no arbitration).
+
+        With `text` the satellite speaks it first (an announcement, a timer's line; `prelude`
+        is 16 kHz PCM played before it) and, when `listen`, reopens its mic afterwards for the
+        answer, as in continued conversation. Without `text` it opens its mic at once
+        (``session-start``). `instructions` are added to the session's for this conversation.
+        The future resolves when the satellite has played the text (None), or with the reason
+        it could not. Raises `SatelliteUnavailable` when the satellite cannot take a session now.
+        """
+        if self.stopping:
+            raise SatelliteUnavailable("the server is shutting down")
+        status = self.satellites.get(satellite_id)
+        if status is None or not status.online:
+            raise SatelliteUnavailable(f"satellite {satellite_id} is not online")
+        if satellite_id in self._by_satellite or any(p.satellite_id == satellite_id for p in self._pending.values()):
+            raise SatelliteUnavailable(f"satellite {satellite_id} is in a conversation")
+        sid = new_session_id()
+        conversation = SatelliteConversation(
+            satellite_id, sid, self, self._session_factory(satellite_id), self.conversation_settings,
+            self._conversation_closed)
+        self.conversations[sid] = conversation
+        self._by_satellite[satellite_id] = conversation
+        played: asyncio.Future[str | None] = self._loop.create_future()
+        self._played[sid] = played
+        if instructions:
+            base = conversation.session.config.instructions or ""
+            conversation.session.handle_text(json.dumps({"type": "session.update", "session": {
+                "type": "realtime", "instructions": f"{base}\n\n{instructions}" if base else instructions}}))
+        if text is None:
+            self._command(satellite_id, SessionStart(sid, conversation_id=conversation.session.conversation_id))
+            self._resolve_played(sid, None)
+        else:
+            _LOGGER.info("%s: speaking %r (session %s%s)", satellite_id, text, sid, ", then listening" if listen else "")
+            conversation.announce(text, listen=listen, prelude=prelude)
+        return played
+
+    def _resolve_played(self, session_id: str, error: str | None) -> None:
+        played = self._played.pop(session_id, None)
+        if played is not None and not played.done():
+            played.set_result(error)
 
     def _remember(self, session_id: str) -> None:
         self._recent[session_id] = None

@@ -100,6 +100,8 @@ class _Reply:
     sent_ms: float = 0.0
     #: Samples held back until a whole frame is ready.
     pending: np.ndarray | None = None
+    #: Audio played before the response's own (an announcement's chime), ms.
+    prelude_ms: float = 0.0
 
 
 class SatelliteConversation:
@@ -128,6 +130,9 @@ class SatelliteConversation:
         self.close_reason: str | None = None
         #: Turns answered (tests read it).
         self.turns = 0
+        #: One-shot overrides for the next reply (set by `announce`).
+        self._expects_reply: bool | None = None
+        self._prelude: np.ndarray | None = None
         self.session = session_factory(self)
         self._arm_stream_timer()
         _LOGGER.info("%s: session %s accepted (Realtime %s)", satellite_id, session_id, self.session.id)
@@ -165,6 +170,7 @@ class SatelliteConversation:
             return
         self._reply = None  # first: a cancel's response.done is not ours any more
         played = message.played_ms if message.interrupted and message.played_ms is not None else reply.sent_ms
+        played = max(0.0, played - reply.prelude_ms)
         self.session.report_playback(Playback(reply.response_id, played_ms=played, finished=True))
         if message.interrupted:
             self._close("playback stopped")
@@ -182,9 +188,27 @@ class SatelliteConversation:
         _LOGGER.info("%s: barge-in after %s ms of reply", self.satellite_id, message.played_ms)
         self.outbox.command(self.satellite_id, StopPlayback(self.session_id))
         if reply is not None:
-            played = message.played_ms if message.played_ms is not None else 0
+            played = max(0.0, (message.played_ms if message.played_ms is not None else 0) - reply.prelude_ms)
             self.session.report_playback(Playback(reply.response_id, played_ms=played, finished=True))
         self._listen()
+
+    def announce(self, text: str, *, listen: bool = False, prelude: np.ndarray | None = None) -> bool:
+        """Speak `text` first (the server opened this session): an announcement, or a question when `listen`.
+
+        `listen` makes the reply expect an answer, so the satellite reopens its mic after
+        playing it, as in continued conversation; `prelude` (16 kHz PCM, a chime) plays
+        before the text. False when the session cannot speak now.
+        """
+        if self.phase is not Phase.LISTENING or self.turns:
+            return False
+        self.phase = Phase.THINKING
+        self._cancel_timer()
+        self._expects_reply = listen
+        self._prelude = prelude
+        if self.session.say(text) is None:
+            self._close("could not speak the announcement")
+            return False
+        return True
 
     # ================================================================ MediaSink (session → here)
 
@@ -225,6 +249,10 @@ class SatelliteConversation:
             reply.started = True
             self.phase = Phase.SPEAKING
             self.outbox.command(self.satellite_id, ReplyStart(self.session_id))
+            prelude, self._prelude = self._prelude, None
+            if prelude is not None and len(prelude):
+                self._send_reply(reply, prelude)
+                reply.prelude_ms = reply.sent_ms
         self._send_reply(reply, audio.pcm)
 
     # ================================================================ internals
@@ -270,7 +298,8 @@ class SatelliteConversation:
         status = response.get("status")
         if reply.started:
             self._send_reply(reply, np.zeros(0, dtype=np.int16), end=True)
-            expects = reply.text.rstrip().endswith("?")
+            expects = reply.text.rstrip().endswith("?") if self._expects_reply is None else self._expects_reply
+            self._expects_reply = None
             self.outbox.command(self.satellite_id, ReplyEnd(self.session_id, last_seq=reply.seq,
                                                             expects_reply=expects, text=reply.text or None))
             _LOGGER.info("%s: replied %r (%.0f ms%s)", self.satellite_id, reply.text, reply.sent_ms,

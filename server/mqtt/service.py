@@ -18,6 +18,7 @@ from ..config import MqttConfig, ServerConfig
 from ..context import ServerContext
 from ..tools.home_assistant import SUBSCRIPTIONS as HA_SUBSCRIPTIONS
 from ..tools.home_assistant import HomeAssistantTools
+from .assist import HomeAssistantAssist
 from .bridge import SUBSCRIPTIONS, MqttBridge
 from .broker import EmbeddedBroker
 from .client import ClientSettings, MqttClient
@@ -108,10 +109,15 @@ def bridge_context(version: str | None) -> CleanupCtx:
                             on_disconnected=on_disconnected)
         # Home Assistant's tools (custom_components/hearth publishes them): its own answer
         # comes a little before the session's tool timeout, so its words are the ones spoken.
-        home_assistant = HomeAssistantTools(client.publish, timeout_s=0.9 * ctx.config.server.tool_timeout_s)
+        home_assistant = HomeAssistantTools(client.publish, timeout_s=0.9 * ctx.config.server.tool_timeout_s,
+                                            realtime_sessions=ctx.config.server.tools_for_clients)
         ctx.tools.add(home_assistant)
         bridge = MqttBridge(ctx, mqtt, client.publish)
+        # Announcements, start_conversation, the conversation agent and timers arrive with the tools.
+        assist = HomeAssistantAssist(bridge, ctx.sessions, client.publish)
+        home_assistant.on_event = assist.handle
         app[MqttBridge.KEY] = bridge
+        app[HomeAssistantAssist.KEY] = assist
         app[MqttClient.KEY] = client
         client.start()
         if not await client.wait_connected(CONNECT_WAIT_S):
@@ -120,6 +126,8 @@ def bridge_context(version: str | None) -> CleanupCtx:
             yield
         finally:
             ctx.tools.remove(home_assistant)
+            home_assistant.on_event = None
+            assist.close()
             home_assistant.close()
             bridge.close()
             await client.stop()

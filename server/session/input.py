@@ -40,7 +40,7 @@ from .engine_input import EngineInput
 from .input_buffer import InputBuffer
 from .interfaces import PIPELINE_RATE, Listener, Transcriber, Transcript, TranscriptionError, TranscriptionRequest
 from .items import set_transcript, user_audio_item
-from .limits import SessionLimits
+from .limits import SessionLimits, duration_words
 from .timings import TurnTimings
 from .turn_detection import TurnDetector, TurnSignal, VadSettings
 
@@ -178,7 +178,7 @@ class InputStage:
         limit = self.limits.max_buffer_s
         if self.buffer.duration_ms / 1000 > limit:
             raise RealtimeProtocolError(
-                message=f"The input audio buffer holds more than {_duration(limit)}; commit or clear it.",
+                message=f"The input audio buffer holds more than {duration_words(limit)}; commit or clear it.",
                 code="input_audio_buffer_full")
 
     def append(self, pcm: np.ndarray, rate: int) -> None:
@@ -591,8 +591,3 @@ class InputStage:
 def _ms(position: int) -> int:
     return int(position * 1000 // PIPELINE_RATE)
 
-
-def _duration(seconds: float) -> str:
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{int(seconds // 60)} minutes"
-    return f"{seconds:g} seconds"

@@ -27,3 +27,14 @@ class SessionLimits:
     max_speculation_s: float = 30.0
     #: Appends longer than this (s) have their VAD run off the event loop.
     large_append_s: float = 1.0
+    #: Newest conversation items an engine sees per response (upstream truncates to its window too).
+    max_context_items: int = 256
+
+
+def duration_words(seconds: float) -> str:
+    """"60 minutes" as upstream says it; limits that are not whole minutes in seconds."""
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return f"{minutes} minute{'' if minutes == 1 else 's'}"
+    whole = max(1, round(seconds))
+    return f"{whole} second{'' if whole == 1 else 's'}"

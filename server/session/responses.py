@@ -120,6 +120,8 @@ class ResponseHooks:
     #: A default-conversation response ended (its audio length in ms).
     finished: Callable[[ActiveResponse], None]
     tool_timeout_s: float = 2.5
+    #: Newest conversation items the engine sees per response (the rest stays in the conversation).
+    max_context_items: int = 256
 
 
 class Responses:
@@ -249,7 +251,7 @@ class Responses:
         items: list[ContextItem] = []
         usage = builder.usage
         usage.input_text += text_tokens(instructions)
-        for entry in entries:
+        for entry in entries[-self.hooks.max_context_items:]:
             data = entry.item
             audio = ItemAudio(entry.audio, entry.audio_rate) if entry.audio is not None else None
             if data["type"] == "message":

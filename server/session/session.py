@@ -23,7 +23,7 @@ import contextvars
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, assert_never
 
 import numpy as np
@@ -51,7 +51,7 @@ from .interfaces import (
     Toolbox,
 )
 from .items import Items, heard_text
-from .limits import SessionLimits
+from .limits import SessionLimits, duration_words
 from .playback import PlaybackTracker
 from .response import ResponsePlan
 from .responses import ActiveResponse, ResponseHooks, Responses
@@ -120,7 +120,8 @@ class RealtimeSession:
             turn_end=getattr(self.engine, "end_of_turn", None))
         self.responses = Responses(
             ResponseHooks(emit=self._send, spawn=self._spawn, session_id=self.id, transcript=self.input.transcribe_entry,
-                          finished=self._response_finished, tool_timeout_s=self.options.tool_timeout_s),
+                          finished=self._response_finished, tool_timeout_s=self.options.tool_timeout_s,
+                          max_context_items=self.options.limits.max_context_items),
             self.engine, self.conversation, self.items, self.toolbox, self.timings, media)
         self.playback = PlaybackTracker(self.responses, self.items, self._send,
                                         buffer_events=self.options.playback_events, on_finished=self._playback_done)
@@ -148,7 +149,7 @@ class RealtimeSession:
 
     def _expire(self) -> None:
         self._error(RealtimeProtocolError(
-            message=f"Your session hit the maximum duration of {_duration_words(self.options.max_duration_s)}.",
+            message=f"Your session hit the maximum duration of {duration_words(self.options.max_duration_s)}.",
             code="session_expired"))
         self.sink.close(1001, "invalid_request_error.session_expired")
         self.close()
@@ -404,6 +405,19 @@ class RealtimeSession:
             check_tools(list(params.tools), self.options.limits, "response.tools")
         self._start_response(params)
 
+    def say(self, text: str) -> str | None:
+        """Speak `text` word for word as the next response; its id, or None when a response is active.
+
+        For transports that start a turn themselves (an announcement, a timer's line on a
+        satellite): they have no client to send `response.create`, and the line must be
+        spoken as given, not composed by the brain.
+        """
+        if self.closed or self.config.type != "realtime" or self.responses.active is not None:
+            return None
+        plan = replace(self._plan(ce.ResponseParams()), say=text)
+        self._cancel_idle_timer()
+        return self.responses.start(plan).builder.id
+
     def _plan(self, params: ce.ResponseParams) -> ResponsePlan:
         """Resolve one response's settings from its parameters and the session's."""
         cfg = self.config
@@ -527,12 +541,3 @@ def check_tools(tools: list[Any], limits: SessionLimits, param: str) -> None:
 def _has_transcript(entry: Entry) -> bool:
     part = next((p for p in entry.item.get("content", []) if p.get("type") == "input_audio"), None)
     return part is not None and part.get("transcript") is not None
-
-
-def _duration_words(seconds: float) -> str:
-    """"60 minutes" as upstream says it; limits that are not whole minutes in seconds."""
-    if seconds >= 60 and seconds % 60 == 0:
-        minutes = int(seconds // 60)
-        return f"{minutes} minute{'' if minutes == 1 else 's'}"
-    whole = max(1, round(seconds))
-    return f"{whole} second{'' if whole == 1 else 's'}"

@@ -156,6 +156,9 @@ async def realtime_websocket(request: web.Request) -> web.WebSocketResponse:
                         message="The server had an error while processing your request.", type="server_error"))
                     continue
                 session.submit(event)
+                # Take turns with the other connections: a client that floods the socket must not
+                # hold the event loop for every message it has buffered.
+                await asyncio.sleep(0)
             elif message.type == WSMsgType.BINARY:
                 session.protocol_error(RealtimeProtocolError(
                     message="Expected a text WebSocket message; binary frames are not supported.",

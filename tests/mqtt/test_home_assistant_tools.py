@@ -93,7 +93,7 @@ def mosquitto(tmp_path) -> Iterator[MosquittoBroker]:
     binary = find_mosquitto()
     if binary is None:
         pytest.skip("mosquitto binary not found: apt-get install mosquitto")
-    broker = MosquittoBroker(binary, tmp_path / "mosquitto", extra_config="set_tcp_nodelay true")
+    broker = MosquittoBroker(binary, tmp_path / "mosquitto")  # the shared config sets set_tcp_nodelay
     broker.start()
     try:
         yield broker

@@ -149,3 +149,16 @@ async def test_cleared_audio_is_released() -> None:
     buffer = s.input.buffer
     assert buffer.duration_ms == 0 and buffer._wire == [] and buffer._pipe == []
     s.close()
+
+
+async def test_an_engine_sees_only_the_newest_items() -> None:
+    """A client that piles up items cannot make each response of its session slower than the last."""
+    s, sink, engine = session(limits=SessionLimits(max_context_items=3))
+    for index in range(10):
+        send(s, {"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": f"message {index}"}]}})
+    send(s, {"type": "response.create", "response": {"output_modalities": ["text"]}})
+    await sink.wait_for("response.done")
+    assert [item.text for item in engine.requests[0].items] == ["message 7", "message 8", "message 9"]
+    assert len(s.conversation) == 11, "the conversation keeps every item"
+    s.close()

@@ -232,3 +232,17 @@ async def test_toolbox_offers_a_bounded_number_of_tools(count: int) -> None:
     registry = ToolRegistry()
     registry.add(Provider("many", [ToolSpec(f"tool_{i}", "x") for i in range(count)]))
     assert len(registry.for_session(ToolScope("realtime")).definitions()) == 128
+
+
+async def test_the_registry_offers_server_tools_to_realtime_clients_only_when_configured() -> None:
+    from hearth.server.sessions import SessionPolicy, SessionRegistry
+
+    tools = ToolRegistry()
+    tools.add(Provider("home", [ToolSpec("HassTurnOn", "on")]))
+    for offered in (False, True):
+        registry = SessionRegistry(ScriptedEngine(), tools, SessionPolicy(defaults={}, tools_for_clients=offered))
+        realtime = registry.open(RecordingSink())
+        satellite = registry.open(RecordingSink(), satellite_id="kitchen")
+        assert satellite.toolbox.handles("HassTurnOn")
+        assert realtime.toolbox.handles("HassTurnOn") is offered
+        await registry.close_all()

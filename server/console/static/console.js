@@ -376,6 +376,12 @@ function onEvent(event) {
     case "output_audio_buffer.cleared":
       state.replyPlaying = false;
       break;
+    case "conversation.item.truncated": {
+      // A reply cut off while it played (barge-in, a clear): the item keeps only what was heard.
+      const li = state.bubbles.get(event.item_id);
+      if (li) li.classList.add("interrupted");
+      break;
+    }
     case "response.done": {
       const response = event.response || {};
       if (response.status === "cancelled") {

@@ -387,6 +387,8 @@ def _trailing_outputs(items: Sequence[ContextItem]) -> list[ContextItem]:
 def _last_user_text(items: Sequence[ContextItem]) -> str:
     for item in reversed(items):
         if item.type == "message" and item.role == "user":
+            if len(item.text) > 4 * MAX_UTTERANCE_CHARS:  # no command: not worth normalizing
+                return item.text[: MAX_UTTERANCE_CHARS + 1]
             return normalize_utterance(item.text)
     return ""
 
