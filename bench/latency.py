@@ -874,9 +874,8 @@ def patch_baseline() -> None:
         if not tagged(self.config):
             speculate(self, item_id, text)
 
-    def no_guess(self: Any, start: int, end: int) -> None:
-        if not tagged(self.hooks.config()):
-            guess(self, start, end)
+    def no_guess(self: Any, start: int, end: int) -> bool:
+        return not tagged(self.hooks.config()) and guess(self, start, end)
 
     RealtimeSession._speculate_reply = no_speculation  # type: ignore[method-assign]
     InputStage._start_guess = no_guess  # type: ignore[method-assign]

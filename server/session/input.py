@@ -48,6 +48,8 @@ _LOGGER = logging.getLogger(__name__)
 
 #: The shortest commit upstream accepts.
 MIN_COMMIT_MS = 100
+#: Longest a turn's full transcription waits for its held reply's first audio (s).
+HOLD_STT_S = 1.0
 #: In VAD mode, silence older than the prefix padding is dropped once the buffer exceeds this.
 IDLE_TRIM_S = 2.0
 
@@ -109,6 +111,8 @@ class InputHooks:
     speculate: Callable[[str, str], None] = lambda _item, _text: None
     #: The user went on (or the buffer was cleared): drop the speculative reply.
     drop_speculation: Callable[[], None] = lambda: None
+    #: Resolves once the speculative reply to the turn has its first audio or call (None: no such reply).
+    reply_first_output: Callable[[], asyncio.Future[None] | None] = lambda: None
 
 
 class InputStage:
@@ -287,7 +291,7 @@ class InputStage:
 
     # ------------------------------------------------------------ speculation
 
-    def _speculate(self, start: int, end: int) -> None:
+    def _speculate(self, start: int, end: int, after: asyncio.Future[None] | None = None) -> None:
         self._cancel_speculation()
         if self.transcriber is None:
             return
@@ -298,7 +302,7 @@ class InputStage:
             return
         timings = self._pending_timings = self._pending_timings or TurnTimings()
         timings.mark("silence_began", self._silence_began_at)
-        task = self.hooks.spawn(self._transcribe(audio, timings), "speculative-stt")
+        task = self.hooks.spawn(self._transcribe(audio, timings, after), "speculative-stt")
         spec = self._speculation = _Speculation(start=start, end=end, task=task)
         task.add_done_callback(lambda _t: self._speculation_done(spec))
 
@@ -374,7 +378,7 @@ class InputStage:
         """
         deferred, self._deferred = self._deferred, None
         if deferred is not None and (committing or self.speech_item is not None):
-            self._speculate(*deferred)
+            self._speculate(*deferred, after=self.hooks.reply_first_output() if committing else None)
 
     def _guess_result(self) -> TurnGuess | None:
         guess = self._guess
@@ -385,11 +389,14 @@ class InputStage:
     def _guess_done(self, guess: _Guess) -> None:
         if self._guess is not guess:
             return
-        self._start_deferred()
+        result = self._guess_result()
+        if not (result is not None and result.complete and isinstance(self._cfg.turn_detection, SemanticVad)):
+            self._start_deferred()
+        # else the turn is about to end: the full transcription waits for the commit, and
+        # there for the held reply's first audio (both on 2 cores, piper would wait for Whisper)
         if not guess.task.cancelled() and guess.task.exception() is not None:
             _LOGGER.warning("fast end-of-turn guess failed: %s", guess.task.exception())
             return
-        result = self._guess_result()
         if result is None or self.speech_item is None:
             return
         _LOGGER.debug("fast guess %r -> %s (complete: %s)", result.text, result.intent, result.complete)
@@ -405,8 +412,15 @@ class InputStage:
         if spec is None or not spec.task.done():  # a finished full transcript already has its reply
             self.hooks.speculate(self.speech_item, result.text)
 
-    async def _transcribe(self, audio: np.ndarray, timings: TurnTimings | None) -> Transcript:
+    async def _transcribe(self, audio: np.ndarray, timings: TurnTimings | None,
+                          after: asyncio.Future[None] | None = None) -> Transcript:
+        """`after`: start only once it resolves (at most HOLD_STT_S), so the reply's first audio goes first."""
         assert self.transcriber is not None
+        if after is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(after), HOLD_STT_S)
+            except TimeoutError:
+                pass
         transcription = self._cfg.transcription
         request = TranscriptionRequest(
             audio=audio,

@@ -93,6 +93,12 @@ class HeldReply:
     error: BaseException | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    #: Resolved at its first audio or call, or when it ends (the turn's full transcription waits for it).
+    first_output: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    def _first_output_done(self) -> None:
+        if not self.first_output.done():
+            self.first_output.set_result(None)
 
     async def chunk(self, index: int) -> ResponseChunk | None:
         """The `index`-th chunk once the engine produced it; None after the last. Re-raises its error."""
@@ -108,6 +114,7 @@ class HeldReply:
     def cancel(self) -> None:
         if self.task is not None:
             self.task.cancel()
+        self._first_output_done()
 
 
 @dataclass(frozen=True)
@@ -176,6 +183,10 @@ class Responses:
         held.task = self.hooks.spawn(self._prepare(held, entries), f"speculative-reply-{item_id}")
         self.speculation_counts["started"] += 1
 
+    def held_first_output(self) -> asyncio.Future[None] | None:
+        """When the held reply has its first audio or call (None: no reply is held)."""
+        return self.held.first_output if self.held is not None else None
+
     def drop_speculation(self) -> None:
         """The user went on (or the turn was answered otherwise): forget the held reply."""
         held, self.held = self.held, None
@@ -193,6 +204,8 @@ class Responses:
                 async for chunk in stream:
                     held.chunks.append(chunk)
                     held.changed.set()
+                    if isinstance(chunk, OutputAudio | OutputFunctionCall | OutputFunctionCallDelta):
+                        held._first_output_done()
             finally:
                 await stream.aclose()
         except asyncio.CancelledError:
@@ -203,6 +216,7 @@ class Responses:
         finally:
             held.finished = True
             held.changed.set()
+            held._first_output_done()
 
     def _take_held(self, plan: ResponsePlan) -> HeldReply | None:
         """The held reply, if it answers the turn this response is for, with this response's settings."""

@@ -114,7 +114,8 @@ class RealtimeSession:
             InputHooks(emit=self._send, spawn=self._spawn, config=lambda: self.config,
                        speech_started=self._speech_started, turn_committed=self._turn_committed,
                        turn_timings=self._set_turn_timings, reply_plan=self._reply_plan,
-                       speculate=self._speculate_reply, drop_speculation=lambda: self.responses.drop_speculation()),
+                       speculate=self._speculate_reply, drop_speculation=lambda: self.responses.drop_speculation(),
+                       reply_first_output=lambda: self.responses.held_first_output()),
             self.conversation, self.engine.vad, self.engine.transcriber, self._input_format.rate,
             self.options.limits, listener=getattr(self.engine, "listener", None),
             turn_end=getattr(self.engine, "end_of_turn", None))
