@@ -20,7 +20,13 @@
 
 Incoming messages are decoded here (with :mod:`hearth.wire`) and handed to the
 satellite's main loop through a queue as :class:`LinkEvent` objects; nothing
-here touches satellite state.
+here touches satellite state (the wake word detector included: Home Assistant's
+settings are applied by the main loop, between two audio frames).
+
+Subscriptions: the satellite's own command and reply topics, every server's
+status, and its own retained Home Assistant settings
+(``hearth/v1/ha/satellite/<id>/settings``), which the broker replays on every
+(re)connect, so a restarted satellite gets Home Assistant's choice back.
 """
 
 from __future__ import annotations
@@ -45,9 +51,11 @@ from hearth.wire import (
     SatelliteCommand,
     SatelliteStatus,
     ServerStatus,
+    SatelliteSettings,
     UnknownMessageType,
     decode_satellite_command,
     decode_server_status,
+    ha_topics,
     topics,
 )
 from hearth.wire.topics import QOS_AUDIO, QOS_CONTROL
@@ -89,11 +97,20 @@ class ServerStatusReceived:
 
 
 @dataclass(frozen=True)
+class SettingsReceived:
+    """Home Assistant's settings for this satellite; None when the retained settings were cleared."""
+
+    settings: SatelliteSettings | None
+
+
+@dataclass(frozen=True)
 class BadMessage:
     error: ProtocolError
 
 
-LinkEvent = Union[LinkUp, LinkDown, CommandReceived, ReplyFrameReceived, ServerStatusReceived, BadMessage]
+LinkEvent = Union[
+    LinkUp, LinkDown, CommandReceived, ReplyFrameReceived, ServerStatusReceived, SettingsReceived, BadMessage
+]
 
 
 class MqttLink:
@@ -125,6 +142,7 @@ class MqttLink:
         self._audio_topic = topics.satellite_audio(satellite_id)
         self._command_topic = topics.satellite_command(satellite_id)
         self._reply_topic = topics.satellite_reply(satellite_id)
+        self._settings_topic = ha_topics.ha_settings(satellite_id)
 
     # -- lifecycle ---------------------------------------------------------------
     @property
@@ -292,6 +310,7 @@ class MqttLink:
                 (self._command_topic, QOS_CONTROL),
                 (self._reply_topic, QOS_AUDIO),
                 (topics.all_server_statuses(), QOS_CONTROL),
+                (self._settings_topic, QOS_CONTROL),
             ]
         )
         self._connected.set()
@@ -321,6 +340,8 @@ class MqttLink:
                 self.inbox.put(ReplyFrameReceived(AudioFrame.from_bytes(message.payload, topic=topic)))
             elif topic == self._command_topic:
                 self.inbox.put(CommandReceived(decode_satellite_command(message.payload, topic=topic)))
+            elif topic == self._settings_topic:
+                self.inbox.put(SettingsReceived(self._decode_settings(message.payload)))
             else:
                 parsed = topics.parse_topic(topic)
                 if isinstance(parsed, topics.ServerTopic):
@@ -329,3 +350,13 @@ class MqttLink:
             _LOGGER.debug("ignoring a message type this satellite does not know: %s", err)
         except ProtocolError as err:
             self.inbox.put(BadMessage(err))
+
+    def _decode_settings(self, payload: bytes) -> SatelliteSettings | None:
+        if not payload:  # the retained settings were deleted
+            return None
+        settings = ha_topics.decode_satellite_settings(payload, topic=self._settings_topic)
+        if settings.satellite_id != self.satellite_id:
+            raise ProtocolError(
+                "satellite-settings for another satellite", topic=self._settings_topic, satellite_id=settings.satellite_id
+            )
+        return settings

@@ -12,6 +12,19 @@ for the reply) → speaking (reply playing) → idle, or → listening again whe
 the reply asked a question (continued conversation, only after playback
 finished and the ``playback-finished`` ack was sent). ``error`` is shown for
 ``session.error_hold`` seconds; ``muted`` replaces idle while muted.
+
+Home Assistant's retained ``satellite-settings`` arrive on the same path (paho's
+thread decodes them into the inbox; :meth:`Satellite.step` applies them before the
+next frame reaches the wake word detector), so the detector is only ever touched
+from this thread:
+
+* ``wake_sensitivity`` sets the detector's thresholds at once (unset: ``medium``, the
+  configured thresholds; see :func:`.wake.threshold_for_sensitivity`). Re-applying an
+  unchanged level is a no-op.
+* ``muted`` is applied when it differs from the last value Home Assistant sent (the
+  first settings after a start always count). So HA's choice survives a satellite
+  restart, while a broker reconnect, or HA changing only the sensitivity, replays the
+  same value and does not undo a local mute toggle (button, SIGUSR1) made since.
 """
 
 from __future__ import annotations
@@ -34,6 +47,7 @@ from hearth.wire import (
     Mute,
     PlaybackFinished,
     ReplyEnd,
+    SatelliteSettings,
     ReplyStart,
     SatelliteCapabilities,
     SatelliteState,
@@ -44,13 +58,22 @@ from hearth.wire import (
     StandDown,
     StopPlayback,
     WakeCandidate,
+    WakeSensitivity,
     new_session_id,
 )
 
 from .audio import BYTES_PER_MS, AudioSink, AudioSource, Player
 from .config import SatelliteConfig
 from .feedback import StateChange
-from .mqtt import BadMessage, CommandReceived, LinkDown, LinkUp, ReplyFrameReceived, ServerStatusReceived
+from .mqtt import (
+    BadMessage,
+    CommandReceived,
+    LinkDown,
+    LinkUp,
+    ReplyFrameReceived,
+    ServerStatusReceived,
+    SettingsReceived,
+)
 from .vad import Endpointer, VoiceActivityDetector
 from .wake import Detection, WakeWordDetector
 
@@ -155,6 +178,8 @@ class Satellite:
         self._recent = deque(maxlen=max(1, ENERGY_WINDOW_MS // self.frame_ms))
         self._stopped = False
         self._last_bad_report = -math.inf
+        #: The last `muted` Home Assistant's settings carried (None: none seen since the start).
+        self._ha_muted: bool | None = None
 
     # -- running -----------------------------------------------------------------------
     def run(self, *, until_input_ends: bool = False, connect_timeout: float = 15.0) -> None:
@@ -305,6 +330,8 @@ class Satellite:
                     context={k: str(v)[:200] for k, v in item.error.context.items()},
                 )
             )
+        elif isinstance(item, SettingsReceived):
+            self.apply_settings(item.settings)
         elif isinstance(item, ToggleMute):
             self.set_muted(not self.muted)
         else:
@@ -568,6 +595,21 @@ class Satellite:
             self.link.publish_event(AudioStop(session.id, reason=reason))
         self.player.stop()
         self.session = None
+
+    def apply_settings(self, settings: SatelliteSettings | None) -> None:
+        """Apply Home Assistant's settings (None: they were deleted). Main loop only (see the module doc)."""
+        level = (settings.wake_sensitivity if settings is not None else None) or WakeSensitivity.MEDIUM
+        if level != self.detector.sensitivity:
+            self.detector.set_sensitivity(level)
+            _LOGGER.info(
+                "Wake word sensitivity %s: thresholds %s",
+                level,
+                ", ".join(f"{name} {value:.3f}" for name, value in self.detector.thresholds.items()),
+            )
+        muted = settings.muted if settings is not None else None
+        if muted is not None and muted != self._ha_muted:
+            self.set_muted(muted)
+        self._ha_muted = muted
 
     def set_muted(self, muted: bool) -> None:
         if muted == self.muted:

@@ -13,6 +13,12 @@ the other (openwakeword pulls in scikit-learn and onnxruntime at import).
 The trigger logic (threshold, consecutive outputs, refractory period) is
 shared and counts audio samples, not wall-clock time, so files processed
 faster than real time behave exactly like a live microphone.
+
+Home Assistant's wake word sensitivity (``low``/``medium``/``high``) moves every
+model's threshold from the configured one by :data:`SENSITIVITY_LOGIT_STEP` in
+log-odds (:func:`threshold_for_sensitivity`): ``medium`` is the configured
+threshold, ``high`` a lower one, ``low`` a higher one, always inside (0, 1) and in
+the same order across models.
 """
 
 from __future__ import annotations
@@ -20,17 +26,47 @@ from __future__ import annotations
 import abc
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
-from hearth.wire import SAMPLE_RATE
+from hearth.wire import SAMPLE_RATE, WakeSensitivity
 
 _LOGGER = logging.getLogger(__name__)
 
 BUILTIN_OPENWAKEWORD = ("okay_nabu", "hey_jarvis", "alexa", "hey_mycroft", "hey_rhasspy")
 BUILTIN_MICRO = ("okay_nabu", "hey_jarvis", "alexa", "hey_mycroft")
 DEFAULT_OPENWAKEWORD_THRESHOLD = 0.5
+#: How far one sensitivity level moves a threshold, in log-odds (logit) units. One step is
+#: about what Home Assistant Voice PE's firmware moves microWakeWord's cutoffs between its
+#: levels (hey_jarvis 0.97 → 0.92, okay_nabu 0.85 → 0.69): the same step suits a cutoff
+#: near 1 and openWakeWord's 0.5 (→ 0.27 / 0.73), which a fixed offset or factor does not.
+SENSITIVITY_LOGIT_STEP = 1.0
+_SENSITIVITY_STEPS = {WakeSensitivity.LOW: 1, WakeSensitivity.MEDIUM: 0, WakeSensitivity.HIGH: -1}
+
+
+def threshold_for_sensitivity(threshold: float, sensitivity: str) -> float:
+    """The score threshold for a sensitivity level, relative to the configured ``threshold``.
+
+    ``medium`` keeps it; ``high`` (fires more readily) lowers it and ``low`` raises it by
+    :data:`SENSITIVITY_LOGIT_STEP` in log-odds, so the result stays strictly inside (0, 1) and
+    the mapping is strictly increasing (models keep their order). A configured 0 or 1 (fire on
+    anything, never fire) is a deliberate choice and is kept at every level.
+    """
+    try:
+        step = _SENSITIVITY_STEPS[sensitivity]
+    except KeyError:
+        raise ValueError(f"unknown wake word sensitivity {sensitivity!r}; one of {', '.join(WakeSensitivity.ALL)}") from None
+    if step == 0 or threshold <= 0.0 or threshold >= 1.0:
+        return threshold
+    logit = math.log(threshold / (1.0 - threshold)) + step * SENSITIVITY_LOGIT_STEP
+    return 1.0 / (1.0 + math.exp(-logit))
+
+
+def thresholds_for_sensitivity(thresholds: Mapping[str, float], sensitivity: str) -> dict[str, float]:
+    """:func:`threshold_for_sensitivity` for each model's configured threshold."""
+    return {name: threshold_for_sensitivity(value, sensitivity) for name, value in thresholds.items()}
 
 
 class WakeWordError(RuntimeError):
@@ -67,7 +103,11 @@ class WakeWordDetector(abc.ABC):
     engine: str
 
     def __init__(self, thresholds: dict[str, float], *, trigger_level: int = 1, refractory_s: float = 2.0) -> None:
+        #: The configured threshold of each model (what ``medium`` sensitivity uses).
+        self.configured_thresholds = dict(thresholds)
+        #: The thresholds in force (replaced as a whole, never changed in place).
         self.thresholds = dict(thresholds)
+        self.sensitivity = WakeSensitivity.MEDIUM
         self.trigger_level = trigger_level
         self.refractory_samples = int(refractory_s * SAMPLE_RATE)
         self._consecutive = {name: 0 for name in thresholds}
@@ -78,14 +118,23 @@ class WakeWordDetector(abc.ABC):
     def wake_words(self) -> tuple[str, ...]:
         return tuple(self.thresholds)
 
+    def set_sensitivity(self, sensitivity: str) -> None:
+        """Apply a sensitivity level (ValueError for an unknown one); takes effect on the next frame.
+
+        Call it from the thread that calls :meth:`process` (the satellite's audio loop does).
+        """
+        self.thresholds = thresholds_for_sensitivity(self.configured_thresholds, sensitivity)
+        self.sensitivity = sensitivity
+
     def process(self, pcm: bytes) -> Detection | None:
         """Process audio; return the first detection in it, if any."""
         detection = None
+        thresholds = self.thresholds
         for scores, samples in self._scores(pcm):
             self._refractory_left = max(0, self._refractory_left - samples)
             self.last_scores = scores
             for name, score in scores.items():
-                if score >= self.thresholds[name]:
+                if score >= thresholds[name]:
                     self._consecutive[name] += 1
                 else:
                     self._consecutive[name] = 0

@@ -16,7 +16,10 @@ into sessions and answers them on ``hearth/v1/ha/command``:
   run through the provider like a satellite's. Sessions are kept per conversation id,
   so a follow-up keeps its context.
 * ``timer-finished`` — the timer rings on its satellite: a sound and "Your 5 minute
-  timer is done."
+  timer is done.", again every :data:`TIMER_RING_PAUSE_S` after each ring until somebody
+  turns to the satellite (its wake word, a barge-in into the ring, or a stopped reply:
+  :meth:`MqttBridge.attended_since`), at most :data:`TIMER_RINGS` times. Home Assistant's
+  own satellites (Voice PE) likewise ring until the wake word, "stop" or a button.
 
 Transports stay free of this: the bridge only offers `MqttBridge.start_session`, and
 the sessions come from the server's session registry. Everything runs on the event loop.
@@ -73,6 +76,10 @@ MAX_CONVERSATIONS = 8
 #: A timer that finds its satellite busy tries again this often, for this long.
 TIMER_RETRY_S = 2.0
 TIMER_RETRY_FOR_S = 60.0
+#: A finished timer rings at most this often (about a minute and a half of ringing)...
+TIMER_RINGS = 10
+#: ...with this pause after each ring has been played.
+TIMER_RING_PAUSE_S = 5.0
 
 
 def chime(notes: tuple[float, ...] = (880.0, 1318.5), note_ms: int = 160) -> np.ndarray:
@@ -232,23 +239,47 @@ class HomeAssistantAssist:
 
     # ---------------------------------------------------------------- timers
     async def _ring(self, timer: TimerFinished, started: TimerStarted | None) -> None:
+        """Ring until somebody turns to the satellite, or :data:`TIMER_RINGS` times."""
         line = timer_line(timer, started)
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + TIMER_RETRY_FOR_S
+        since = loop.time()
+        for ring in range(1, TIMER_RINGS + 1):
+            if ring > 1:
+                await asyncio.sleep(TIMER_RING_PAUSE_S)
+                if self.bridge.attended_since(timer.satellite_id, since):
+                    break
+            played = await self._ring_once(timer, line, wait_if_busy=ring == 1)
+            if played is None:
+                return
+            _LOGGER.info("%s: timer %s rings (%d): %r", timer.satellite_id, timer.timer_id, ring, line)
+            try:
+                async with asyncio.timeout(PLAY_TIMEOUT_S):
+                    error = await played
+            except TimeoutError:
+                error = "the satellite did not finish playing in time"
+            if error is not None:
+                _LOGGER.warning("%s: the timer's line was not played (%s)", timer.satellite_id, error)
+            if self.bridge.attended_since(timer.satellite_id, since):
+                break
+        else:
+            _LOGGER.info("%s: timer %s rang %d times; nobody came", timer.satellite_id, timer.timer_id, TIMER_RINGS)
+            return
+        _LOGGER.info("%s: timer %s dismissed after %d ring(s)", timer.satellite_id, timer.timer_id, ring)
+
+    async def _ring_once(self, timer: TimerFinished, line: str, *, wait_if_busy: bool) -> asyncio.Future[str | None] | None:
+        """One ring: None when the satellite cannot take it (the first ring waits for a busy one)."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + (TIMER_RETRY_FOR_S if wait_if_busy else 0.0)
         while True:
             try:
-                played = self.bridge.start_session(timer.satellite_id, text=line, prelude=TIMER_CHIME)
-                break
+                return self.bridge.start_session(timer.satellite_id, text=line, prelude=TIMER_CHIME)
             except SatelliteUnavailable as err:
                 if loop.time() >= give_up or self.closed:
-                    _LOGGER.warning("%s: timer %s rang, but %s", timer.satellite_id, timer.timer_id, err)
-                    return
+                    # A later ring that finds the satellite in a conversation: somebody is there.
+                    log = _LOGGER.warning if wait_if_busy else _LOGGER.info
+                    log("%s: timer %s rang, but %s", timer.satellite_id, timer.timer_id, err)
+                    return None
                 await asyncio.sleep(TIMER_RETRY_S)
-        _LOGGER.info("%s: timer %s rings: %r", timer.satellite_id, timer.timer_id, line)
-        async with asyncio.timeout(PLAY_TIMEOUT_S):
-            error = await played
-        if error is not None:
-            _LOGGER.warning("%s: the timer's line was not played (%s)", timer.satellite_id, error)
 
     # ---------------------------------------------------------------- the conversation agent
     async def _converse(self, request: ConversationRequest) -> None:

@@ -165,6 +165,8 @@ class MqttBridge:
         self.stopping = False
         #: Server-started sessions waiting for their first playback-finished (see `start_session`).
         self._played: dict[str, asyncio.Future[str | None]] = {}
+        #: Event-loop time a person last turned to each satellite (see `attended_since`).
+        self._attended: dict[str, float] = {}
 
     # ================================================================ MQTT client callbacks
 
@@ -235,6 +237,8 @@ class MqttBridge:
         # alone proves nothing. Check before anything acts on a session.
         if event.session_id is not None:
             self._check_owner(satellite_id, event.session_id)
+        if isinstance(event, (WakeCandidate, BargeIn)) or (isinstance(event, PlaybackFinished) and event.interrupted):
+            self._attended[satellite_id] = self._loop.time()
         match event:
             case WakeCandidate():
                 self._on_wake(satellite_id, event)
@@ -395,6 +399,12 @@ class MqttBridge:
         del self.closed_log[:-100]
 
     # ================================================================ server-started sessions
+
+    def attended_since(self, satellite_id: str, since: float) -> bool:
+        """Whether someone turned to the satellite after event-loop time `since`: its wake word
+        (a barge-in too) or a reply stopped early (``stop-playback``, from Home Assistant or the
+        server). A ringing timer stops when this turns true."""
+        return self._attended.get(satellite_id, since) > since
 
     def start_session(
         self,

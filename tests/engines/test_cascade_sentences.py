@@ -96,8 +96,23 @@ def test_long_first_sentence_is_cut_at_a_clause() -> None:
     assert "".join(pieces) == text
 
 
-def test_short_first_sentence_is_not_cut_at_a_clause() -> None:
-    assert stream("Okay, done. Next, the lamp.", 1) == ["Okay, done. ", "Next, the lamp."]
+def test_streamed_first_piece_ends_at_its_first_clause() -> None:
+    # The opening word goes out alone, so piper's first audio is that of a short piece.
+    assert stream("Sure, here's a quick one. Why, then?", 1) == ["Sure, ", "here's a quick one. ", "Why, then?"]
+    assert stream("Okay, done. Next, the lamp.", 3) == ["Okay, ", "done. ", "Next, the lamp."]
+
+
+def test_first_clause_shorter_than_the_minimum_is_not_cut() -> None:
+    assert stream("Hm, it is on. Ok.", 1) == ["Hm, it is on. ", "Ok."]
+
+
+def test_a_sentence_end_before_the_first_clause_wins() -> None:
+    assert stream("Done. Also, the lamp.", 1) == ["Done. ", "Also, the lamp."]
+
+
+def test_whole_text_is_cut_at_sentence_ends_only() -> None:
+    # A brain that sends its reply in one delta (the intents brain) keeps its sentences whole.
+    assert stream("Okay, done. Next, the lamp.", 100) == ["Okay, done. ", "Next, the lamp."]
 
 
 def test_first_clause_rule_can_be_turned_off() -> None:

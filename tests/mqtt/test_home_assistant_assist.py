@@ -16,10 +16,12 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 
+import hearth.server.mqtt.assist as assist_module
 from hearth.server.mqtt.assist import ANNOUNCE_CHIME, TIMER_CHIME, duration_words, timer_line
 from hearth.server.session.interfaces import OutputFunctionCall, OutputText, ResponseRequest
 from hearth.wire import (
     Announce,
+    BargeIn,
     ConversationRequest,
     ConversationResponse,
     Message,
@@ -282,3 +284,60 @@ def test_the_conversation_agent_says_so_when_home_assistant_does_not_answer(scri
     assert ha.wait_for(ToolCall).name == "HassTurnOn"  # it did go to Home Assistant
     assert elapsed < 3.5, elapsed
     assert "Home Assistant" in response.text or "sorry" in response.text.lower(), response.text
+
+
+# ----------------------------------------------------------------------------- a timer rings until someone comes
+
+
+def _ring(kitchen: WireSatellite, count: int) -> str:
+    """Wait for the `count`-th ring, play it (the ack), return its session id."""
+    start = kitchen.wait_for(ReplyStart, count=count)
+    end = kitchen.wait_for(ReplyEnd, count=count)
+    assert end.session_id == start.session_id and end.text == "Your 1 minute timer is done."
+    pcm = kitchen.reply_pcm(start.session_id)
+    assert (pcm[: len(TIMER_CHIME)] == TIMER_CHIME).all()
+    kitchen.event(PlaybackFinished(start.session_id, played_ms=int(len(pcm) / 16)))
+    kitchen.wait_for(SessionEnd, where=lambda m: m.session_id == start.session_id)
+    return start.session_id
+
+
+def _rings_after(kitchen: WireSatellite, seconds: float) -> int:
+    time.sleep(seconds)
+    return len(kitchen.commands(ReplyStart))
+
+
+def test_a_timer_nobody_answers_rings_again_its_number_of_times(scripted_server, ha, kitchen, monkeypatch):
+    monkeypatch.setattr(assist_module, "TIMER_RING_PAUSE_S", 0.2)
+    monkeypatch.setattr(assist_module, "TIMER_RINGS", 3)
+    ha.event(TimerFinished("kitchen", "timer-1", total_seconds=60))
+    sessions = [_ring(kitchen, count) for count in (1, 2, 3)]
+    assert len(set(sessions)) == 3  # each ring is a session of its own
+    assert _rings_after(kitchen, 1.0) == 3
+
+
+def test_the_wake_word_between_rings_stops_the_timer(scripted_server, ha, kitchen, monkeypatch):
+    monkeypatch.setattr(assist_module, "TIMER_RING_PAUSE_S", 2.5)
+    ha.event(TimerFinished("kitchen", "timer-1", total_seconds=60))
+    _ring(kitchen, 1)
+    _ring(kitchen, 2)
+    kitchen.wake()  # "hey jarvis", then nothing: the server's stream timeout (1 s) ends that session...
+    scripted_server.wait_closed(3)
+    assert _rings_after(kitchen, 2.5) == 2  # ...before the pause is over, so not being busy is no excuse
+
+
+def test_a_barge_in_into_the_ring_stops_the_timer(scripted_server, ha, kitchen, monkeypatch):
+    monkeypatch.setattr(assist_module, "TIMER_RING_PAUSE_S", 0.2)
+    ha.event(TimerFinished("kitchen", "timer-1", total_seconds=60))
+    start = kitchen.wait_for(ReplyStart)
+    kitchen.event(BargeIn(start.session_id, played_ms=200, wake_word="hey_jarvis", score=0.9))
+    scripted_server.wait_closed(1)  # the mic reopened for a turn; nothing came, so it timed out
+    assert _rings_after(kitchen, 1.0) == 1
+
+
+def test_a_stopped_ring_stops_the_timer(scripted_server, ha, kitchen, monkeypatch):
+    """Home Assistant's stop (`stop-playback`) makes the satellite cut the ring short."""
+    monkeypatch.setattr(assist_module, "TIMER_RING_PAUSE_S", 0.2)
+    ha.event(TimerFinished("kitchen", "timer-1", total_seconds=60))
+    start = kitchen.wait_for(ReplyStart)
+    kitchen.event(PlaybackFinished(start.session_id, played_ms=150, interrupted=True))
+    assert _rings_after(kitchen, 1.0) == 1

@@ -22,10 +22,13 @@ class Speech:
         soxr = pytest.importorskip("soxr")
         self._voice = piper.PiperVoice.load(voice_pkg.model_path())
         self._soxr = soxr
+        # piper's VITS adds random noise: without it a phrase sounds the same on every run
+        self._exact = piper.config.SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
 
     @functools.lru_cache(maxsize=None)
-    def say(self, text: str) -> np.ndarray:
-        chunks = [chunk.audio_int16_array for chunk in self._voice.synthesize(text)]
+    def say(self, text: str, exact: bool = False) -> np.ndarray:
+        """``exact``: the same samples on every run, for scores that must not vary (near misses)."""
+        chunks = [chunk.audio_int16_array for chunk in self._voice.synthesize(text, syn_config=self._exact if exact else None)]
         audio = np.concatenate(chunks).astype(np.float32)
         resampled = self._soxr.resample(audio, self._voice.config.sample_rate, SAMPLE_RATE, "HQ")
         return np.clip(resampled, -32768, 32767).astype(np.int16)
@@ -34,9 +37,9 @@ class Speech:
     def silence(seconds: float) -> np.ndarray:
         return np.zeros(int(seconds * SAMPLE_RATE), dtype=np.int16)
 
-    def clip(self, *parts: str | float) -> np.ndarray:
+    def clip(self, *parts: str | float, exact: bool = False) -> np.ndarray:
         """Concatenate phrases (str) and pauses (float seconds)."""
-        return np.concatenate([self.silence(p) if isinstance(p, (int, float)) else self.say(p) for p in parts])
+        return np.concatenate([self.silence(p) if isinstance(p, (int, float)) else self.say(p, exact) for p in parts])
 
 
 @pytest.fixture(scope="session")

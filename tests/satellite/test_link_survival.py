@@ -15,8 +15,16 @@ import pytest
 
 import hearth.satellite.mqtt as link_module
 from hearth.satellite.config import MqttSection
-from hearth.satellite.mqtt import BadMessage, CommandReceived, LinkDown, LinkUp, MqttLink, ServerStatusReceived
-from hearth.wire import Mute, MqttUrl, ServerStatus, topics
+from hearth.satellite.mqtt import (
+    BadMessage,
+    CommandReceived,
+    LinkDown,
+    LinkUp,
+    MqttLink,
+    ServerStatusReceived,
+    SettingsReceived,
+)
+from hearth.wire import Mute, MqttUrl, SatelliteSettings, ServerStatus, WakeSensitivity, ha_topics, topics
 
 
 def publisher(broker) -> paho.Client:  # noqa: ANN001
@@ -109,4 +117,34 @@ def test_the_watchdog_reconnects_when_the_network_thread_dies(mosquitto, link: M
         evil.publish(topics.satellite_command("kitchen"), Mute(False).to_json(), qos=1).wait_for_publish(5)
         assert drain_until(link.inbox, CommandReceived, link=link).command == Mute(False)  # type: ignore[attr-defined]
     finally:
+        evil.loop_stop()
+
+
+def test_only_its_own_settings_arrive_decoded_and_bad_ones_are_bad_messages(mosquitto, link: MqttLink) -> None:
+    """No ACL here (anonymous Mosquitto): the link itself subscribes to its own settings topic only."""
+    drain_until(link.inbox, LinkUp)
+    evil = publisher(mosquitto)
+    try:
+        hall = SatelliteSettings("hall", muted=True, wake_sensitivity=WakeSensitivity.HIGH)
+        evil.publish(ha_topics.ha_settings("hall"), hall.to_json(), qos=1, retain=True).wait_for_publish(5)
+        mine = ha_topics.ha_settings("kitchen")
+        for payload in (b"\xff", b"[1]", hall.to_json(), b'{"type":"satellite-settings","satellite_id":"kitchen",'
+                        b'"wake_sensitivity":"max"}'):
+            evil.publish(mine, payload, qos=1).wait_for_publish(5)
+        errors = [drain_until(link.inbox, BadMessage, link=link).error for _ in range(4)]  # type: ignore[attr-defined]
+        assert all(e.context["topic"] == mine for e in errors), errors
+        assert "another satellite" in str(errors[2]) and "wake_sensitivity" in str(errors[3])
+        kitchen = SatelliteSettings("kitchen", wake_sensitivity=WakeSensitivity.LOW)
+        evil.publish(mine, kitchen.to_json(), qos=1, retain=True).wait_for_publish(5)
+        assert drain_until(link.inbox, SettingsReceived, link=link).settings == kitchen  # type: ignore[attr-defined]
+        evil.publish(mine, b"", qos=1, retain=True).wait_for_publish(5)  # deleted
+        assert drain_until(link.inbox, SettingsReceived, link=link).settings is None  # type: ignore[attr-defined]
+        time.sleep(0.2)
+        left = []
+        while not link.inbox.empty():
+            left.append(link.inbox.get_nowait())
+        assert not [item for item in left if isinstance(item, (SettingsReceived, BadMessage))], left
+        assert link.network_thread_alive() and link.restarts == 0
+    finally:
+        evil.publish(ha_topics.ha_settings("hall"), b"", qos=1, retain=True).wait_for_publish(5)
         evil.loop_stop()
