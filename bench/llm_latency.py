@@ -23,6 +23,10 @@ with its two parts, taken from the endpoint's own record of the request:
                 piper synthesizing the first piece, which any brain pays
   overhead without tts = overhead - tts: what the llm path itself adds
 
+Turns alternate between a reply with a common opener ("Sure,"), which piper's short-piece
+cache replays once it has been said, and one with an opener new to the turn ("Joke 7,"),
+which piper synthesizes; the overhead is also printed for each kind.
+
 Prints p50/p95/min/max per delay, checks the issue's target (overhead p50 < 100 ms), writes
 <out>/llm_latency.png and .json (default bench/out/).
 
@@ -51,9 +55,18 @@ from tests.server_harness import make_config, run_server  # noqa: E402
 from tests.support.fake_chat_server import Reply, ThreadedFakeChatServer  # noqa: E402
 
 API_KEY = "bench-key"
-#: The model's reply: a short first sentence (what the first audio speaks), then more.
-REPLY = ("Sure, here's a quick one. Why did the scarecrow win an award? "
-         "Because he was outstanding in his field.")
+#: The model's reply: an opening clause (what the first audio speaks), then more. Turns
+#: alternate between a common opener, which piper's short-piece cache replays after its
+#: first use, and one new to every turn ("Joke 7,"), which piper must synthesize.
+JOKE = "Why did the scarecrow win an award? Because he was outstanding in his field."
+REPLY = f"Sure, here's a quick one. {JOKE}"
+
+
+def reply_for(turn: int) -> tuple[str, bool]:
+    """The scripted reply of a turn, and whether its opener is the common (cacheable) one."""
+    if turn % 2 == 0:
+        return REPLY, True
+    return f"Joke {turn}, coming right up. {JOKE}", False
 PROMPTS = ["Tell me a joke.", "Say something funny.", "Make me laugh.", "Another one, please."]
 TARGET_OVERHEAD_MS = 100.0
 METRICS = ("first_audio_ms", "overhead_ms", "to_upstream_ms", "after_token_ms", "tts_ms", "overhead_without_tts_ms")
@@ -68,7 +81,8 @@ def stats(values: list[float]) -> dict[str, float]:
 async def measure(base_url: str, fake: Any, delay_ms: float, turns: int, warmup: int) -> list[dict[str, float]]:
     from openai import AsyncOpenAI
 
-    fake.script = lambda _request: Reply(text=REPLY, first_token_delay=delay_ms / 1000)
+    current = {"text": REPLY}
+    fake.script = lambda _request: Reply(text=current["text"], first_token_delay=delay_ms / 1000)
     client = AsyncOpenAI(base_url=base_url, api_key=API_KEY)
     rows: list[dict[str, float]] = []
     async with client.realtime.connect(model="hearth") as conn:
@@ -94,6 +108,7 @@ async def measure(base_url: str, fake: Any, delay_ms: float, turns: int, warmup:
                 "type": "message", "role": "user",
                 "content": [{"type": "input_text", "text": PROMPTS[turn % len(PROMPTS)]}]})
             await until("conversation.item.done")
+            current["text"], common = reply_for(turn)
             before = len(fake.requests)
             sent = time.monotonic()
             await conn.response.create()
@@ -110,6 +125,7 @@ async def measure(base_url: str, fake: Any, delay_ms: float, turns: int, warmup:
                 "overhead_ms": first_audio * 1000 - delay_ms,
                 "to_upstream_ms": (request.received_at - sent) * 1000,
                 "after_token_ms": (sent + first_audio - first_chunk) * 1000,
+                "common_opener": common,
             })
             await asyncio.sleep(0.1)
         marks = await server_marks(base_url)
@@ -209,6 +225,13 @@ def main() -> int:
             st = stats(values)
             summary[str(delay)][key] = st
             lines.append(f"{delay:6.0f} {key:24} {st['p50']:7.1f} {st['p95']:7.1f} {st['min']:7.1f} {st['max']:7.1f}")
+        for label, common in (("common opener", True), ("new opener", False)):
+            values = [r["overhead_ms"] for r in rows if r["common_opener"] is common]
+            if values:
+                st = stats(values)
+                summary[str(delay)][f"overhead_ms ({label})"] = st
+                lines.append(f"{delay:6.0f} {'  overhead, ' + label:24} {st['p50']:7.1f} {st['p95']:7.1f} "
+                             f"{st['min']:7.1f} {st['max']:7.1f}")
         ok &= summary[str(delay)]["overhead_ms"]["p50"] < TARGET_OVERHEAD_MS
         if "overhead_without_tts_ms" in summary[str(delay)]:
             ok_brain &= summary[str(delay)]["overhead_without_tts_ms"]["p50"] < TARGET_OVERHEAD_MS
@@ -221,7 +244,7 @@ def main() -> int:
                  + ", ".join(f"{d:.0f} ms: {g:+.0f} ms" for d, g in zip(delays[1:], growth)))
     print("\n".join(lines))
     (args.out / "llm_latency.json").write_text(json.dumps(
-        {"summary": summary, "turns": {str(d): r for d, r in results.items()}, "reply": REPLY}, indent=2))
+        {"summary": summary, "turns": {str(d): r for d, r in results.items()}, "reply": REPLY, "reply_new_opener": reply_for(1)[0]}, indent=2))
     plot(results, args.out / "llm_latency.png")
     print(f"wrote {args.out / 'llm_latency.png'} and {args.out / 'llm_latency.json'}")
     return 0

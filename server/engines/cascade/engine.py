@@ -126,7 +126,6 @@ class CascadeEngine:
         self._vad_model_path = vad_model_path
         self._acknowledge = acknowledge.strip() if acknowledge else None
         self._acknowledge_realtime = acknowledge_realtime
-        self._ack_audio: dict[tuple[str, float], list[OutputAudio]] = {}
         matcher = intent_matcher(brain) if quick_turn_end else None
         #: The staged end of turn's fast judge (None: no intents matcher to judge with).
         self.turn_judge = QuickTurnJudge(FastTranscriber(transcriber), matcher) if matcher is not None else None
@@ -149,6 +148,9 @@ class CascadeEngine:
         """Load the VAD, Whisper and piper models and run each once (call at server start)."""
         self.new_vad()
         await asyncio.gather(self._transcriber.warm_up(), self._synthesizer.warm_up())
+        if self._acknowledge:  # a short piece: cached from now on, so the first command's is instant
+            async for _ in self._synthesizer.synthesize(self._acknowledge, ""):
+                pass
         if self.turn_judge is not None:
             await self.turn_judge.guess(np.zeros(PIPELINE_RATE, dtype=np.float32), tools=[], instructions="")
 
@@ -290,16 +292,10 @@ class CascadeEngine:
             queue.put_nowait(_BrainEnd(None))
 
     async def _acknowledgement(self, text: str, request: ResponseRequest) -> list[OutputAudio]:
-        """The acknowledgement's audio in this voice and speed: synthesized once, then cached."""
-        key = (request.voice, request.speed)
-        cached = self._ack_audio.get(key)
-        if cached is None:
-            speech = self._speak(text, request)
-            async with _closing(speech):
-                cached = [audio async for audio in speech]
-            if len(self._ack_audio) < 64:  # a few voices and speeds, not one per client whim
-                self._ack_audio[key] = cached
-        return cached
+        """The acknowledgement's audio in this voice and speed (a short piece: piper's cache replays it)."""
+        speech = self._speak(text, request)
+        async with _closing(speech):
+            return [audio async for audio in speech]
 
     async def _speak(self, sentence: str, request: ResponseRequest) -> AsyncIterator[OutputAudio]:
         rate = self._synthesizer.sample_rate_for(request.voice)

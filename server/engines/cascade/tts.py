@@ -9,6 +9,11 @@ Piper phonemizes the whole text and then runs its model once per sentence. The
 synthesis runs in a worker thread that hands each sentence's audio to the event
 loop through an asyncio queue as soon as it exists, and checks a stop flag
 between sentences so an abandoned stream stops after the current sentence.
+
+Short pieces ("Okay.", "Sure,", "Of course.") open many replies, and piper pays a
+fixed ~50 ms for even one word, so their audio is kept (per voice and speed, the
+`SHORT_PIECE_CHARS` longest, `SHORT_PIECE_CACHE` of them, least recently used out)
+and replayed at once: a reply that opens with one starts speaking with no model run.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import asyncio
 import json
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +38,12 @@ from hearth.server.protocol.voices import VOICES as OPENAI_VOICES  # noqa: F401 
 
 from .errors import ModelNotAvailableError
 from .options import PiperConfig
+
+
+#: Pieces up to this many characters (stripped) have their audio cached.
+SHORT_PIECE_CHARS = 16
+#: Cached short pieces, over all voices and speeds (a few seconds of audio each at most).
+SHORT_PIECE_CACHE = 128
 
 
 class SynthesisError(RuntimeError):
@@ -66,6 +78,9 @@ class PiperSynthesizer:
         self._lock = threading.Lock()
         #: Streams whose worker has not let go yet (a closed reply must leave 0).
         self.active_streams = 0
+        self._short: OrderedDict[tuple[Path, float, str], list[np.ndarray]] = OrderedDict()
+        #: Short pieces replayed from the cache / synthesized, for diagnostics and benchmarks.
+        self.short_piece_counts = {"hits": 0, "misses": 0}
 
     def voice_path(self, voice: str) -> Path:
         """The .onnx file that speaks as `voice` (unknown names get the default voice)."""
@@ -107,6 +122,17 @@ class PiperSynthesizer:
         the current sentence; it returns once the worker has let go.
         """
         path = self.voice_path(voice)
+        key = (path, float(speed), text.strip()) if len(text.strip()) <= SHORT_PIECE_CHARS else None
+        if key is not None:
+            cached = self._short.get(key)
+            if cached is not None:
+                self._short.move_to_end(key)
+                self.short_piece_counts["hits"] += 1
+                for chunk in cached:
+                    yield chunk
+                return
+            self.short_piece_counts["misses"] += 1
+        produced: list[np.ndarray] = []
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[np.ndarray | _End] = asyncio.Queue()
         stop = threading.Event()
@@ -129,7 +155,12 @@ class PiperSynthesizer:
                         if isinstance(item.error, ModelNotAvailableError):
                             raise item.error
                         raise SynthesisError(f"text-to-speech failed: {item.error}") from item.error
+                    if key is not None:  # complete: worth replaying
+                        self._short[key] = produced
+                        while len(self._short) > SHORT_PIECE_CACHE:
+                            self._short.popitem(last=False)
                     return
+                produced.append(item)
                 yield item
         finally:
             stop.set()
