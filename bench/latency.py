@@ -1183,6 +1183,7 @@ def main(argv: list[str] | None = None) -> int:
         for turn in rtc_turns:
             derive(turn, same_clock)
         result["webrtc"] = compare_transports(ok, [t for t in rtc_turns if not t.warmup and t.status == "ok"])
+        result["webrtc"]["reply_jitter"] = PROBE.reply_jitter() if PROBE is not None else {}
     text = report(result)
     if args.webrtc:
         text += "\n" + webrtc_report(result["webrtc"])
@@ -1272,6 +1273,10 @@ def webrtc_report(comparison: dict[str, Any]) -> str:
         lines.append("  and from the session handing over the reply's first PCM:")
         for key, text in DOWNLINK_LEGS:
             row(f"    {text}", legs[key])
+    for where, label in (("sent", "left the server"), ("arrived", "reached the client")):
+        for kind, st in comparison.get("reply_jitter", {}).get(where, {}).items():
+            lines.append(f"  reply-track packets ({kind}) {label}: late by p50 {st['p50']:.1f}, p95 {st['p95']:.1f}, "
+                         f"max {st['max']:.1f} ms against their RTP time (n={st['n']})")
     old = comparison["old_measure"]
     if old["way_out_loud"]:
         row("  (way out to the first frame louder than -50 dBFS)", old["way_out_loud"])

@@ -201,3 +201,38 @@ class Probe:
         if any(v is None for v in marks.values()):
             return None
         return {k: 1000.0 * (v - appended) for k, v in marks.items()}
+
+    def reply_jitter(self, window_s: float = 2.0) -> dict[str, dict[str, float]]:
+        """How late the reply track's packets left and arrived, against their RTP timestamps.
+
+        Per packet: (time - rtp time) minus its smallest value over the previous `window_s`,
+        which is what a receiver's jitter estimate sees (NetEq sizes its target delay from it).
+        p50/p95/max in ms, for frames carrying a reply and for the idle track's silence.
+        """
+        sound: dict[int, set[int]] = defaultdict(set)  # ssrc -> pts of frames with reply audio
+        for _, track, pts, peak in self.reply_frames:
+            ssrc = self.reply_track_ssrc.get(track)
+            if ssrc is not None and peak > 0:
+                sound[ssrc].add(pts)
+        out: dict[str, dict[str, float]] = {}
+        for name, table in (("sent", self.sent), ("arrived", self.arrived)):
+            late: dict[str, list[float]] = {"reply": [], "idle": []}
+            for ssrc in set(self.reply_track_ssrc.values()):
+                first = self.origin.get(ssrc)
+                if first is None:
+                    continue
+                points = sorted(((ts - first) & 0xFFFFFFFF, at) for ts, at in table.get(ssrc, {}).items())
+                offsets = [(pts, at - pts / 48_000) for pts, at in points]
+                low: list[tuple[int, float]] = []  # monotonic deque of (pts, offset) minima
+                for pts, offset in offsets:
+                    while low and low[-1][1] >= offset:
+                        low.pop()
+                    low.append((pts, offset))
+                    while low[0][0] < pts - window_s * 48_000:
+                        low.pop(0)
+                    if pts >= offsets[0][0] + window_s * 48_000:  # a full window behind it
+                        late["reply" if pts in sound[ssrc] else "idle"].append(1000 * (offset - low[0][1]))
+            out[name] = {kind: {"n": len(v), "p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95)),
+                                "max": float(max(v))} for kind, v in late.items() if v}
+        return out
+
