@@ -1078,8 +1078,8 @@ def main(argv: list[str] | None = None) -> int:
                              "report both, with the Opus + jitter-buffer overhead")
     parser.add_argument("--rtc-client-jitter", type=int, metavar="FRAMES",
                         help="frames the WebRTC client's jitter buffer holds before playing (default: aiortc's 4, "
-                             "80 ms; 0: each packet at once, as the server's; a browser adapts, about 1-2 "
-                             "frames on a quiet network)")
+                             "80 ms; 0: each packet at once, as the server's; Chromium on loopback holds 1 frame "
+                             "over the idle track and 2 after a few replies: bench/browser_jitter.py)")
     args = parser.parse_args(argv)
     if args.turns < 1 or args.concurrency < 1:
         parser.error("--turns and --concurrency must be at least 1")

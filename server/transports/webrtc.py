@@ -36,7 +36,6 @@ from ..protocol.ids import new_id
 from ..protocol.server_events import ServerEvent
 from ..session.interfaces import Playback, ReplyAudio
 from ..session.session import RealtimeSession
-from .media_clock import FRAME_SAMPLES, MEDIA_RATE, FrameClock, audio_frame
 from .client_secrets import (
     ClientSecretStore,
     Credential,
@@ -45,6 +44,7 @@ from .client_secrets import (
     error_response,
     session_defaults_for,
 )
+from .media_clock import FRAME_SAMPLES, MEDIA_RATE, FrameClock, audio_frame
 
 _LOGGER = logging.getLogger(__name__)
 

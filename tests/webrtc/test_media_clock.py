@@ -19,7 +19,7 @@ async def test_frames_are_released_on_the_wall_clock() -> None:
     for n in range(1, 6):
         assert await clock.next() == n * FRAME_SAMPLES
     elapsed = time.monotonic() - started
-    assert 0.095 <= elapsed < 0.16, elapsed  # five more frames: 100 ms, not a burst
+    assert 0.095 <= elapsed < 0.3, elapsed  # five more frames: 100 ms, not a burst (slack for a loaded machine)
 
 
 async def test_a_stalled_loop_moves_the_schedule_instead_of_bursting() -> None:
