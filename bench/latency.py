@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rtc_probe import OPUS_LOOKAHEAD_MS, Probe, chunk_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -311,6 +312,10 @@ class Turn:
     t_start: float = 0.0  # append of the first chunk of the utterance
     t_speech_end: float | None = None  # append of the chunk holding the last voiced sample
     speech_end_late_ms: float = 0.0  # how far behind the 20 ms clock that append was
+    speech_end_key: str | None = None  # rtc_probe.chunk_key of that chunk (the WebSocket's way in)
+    #: With --webrtc in-process: the media path's legs, ms (rtc_probe); "up.*" from the append of
+    #: the last speech chunk, "down.*" from the session handing the reply's first PCM to the call.
+    rtc_legs: dict[str, float] = field(default_factory=dict)
     commits: list[tuple[float, str]] = field(default_factory=list)
     speech_started: list[float] = field(default_factory=list)
     responses: list[Response] = field(default_factory=list)
@@ -403,6 +408,7 @@ class BenchSession:
             await self.conn.input_audio_buffer.append(audio=base64.b64encode(chunk.tobytes()).decode("ascii"))
             if last and done is not None and turn is not None:
                 turn.speech_end_late_ms = 1000 * (now - deadline)
+                turn.speech_end_key = chunk_key(chunk)
                 done.set_result(now)
                 speech, turn, done = None, None, None
 
@@ -922,6 +928,41 @@ def http_base_of(url: str) -> str:
 
 #: Frames the benchmark's aiortc client holds in its jitter buffer (None: aiortc's 4); --rtc-client-jitter.
 RTC_CLIENT_JITTER: int | None = None
+#: Timestamps along the media path (in-process server with --webrtc only).
+PROBE: Probe | None = None
+
+
+def media_legs(conn: Any, turn: Turn, transport: str) -> dict[str, float]:
+    """The transport's own legs of one turn, from PROBE (see rtc_probe): way in and way out."""
+    legs: dict[str, float] = {}
+    if PROBE is None or turn.t_speech_end is None:
+        return legs
+    main = turn.main()
+    spoken = turn.confirmation() if main is not None and main.calls else main
+    if transport == "websocket":
+        appended = PROBE.ws_appended_after(turn.speech_end_key or "", turn.t_speech_end)
+        if appended is not None:
+            legs["up.session"] = 1000 * (appended - turn.t_speech_end)
+        return legs
+    pushed = conn.mic.frame_pushed_after(turn.t_speech_end)
+    ssrc = conn.mic_ssrc
+    if pushed is not None and ssrc is not None:
+        _, pts = pushed
+        up = PROBE.uplink(ssrc, pts, turn.t_speech_end)
+        handed = conn.mic.handed.get(pts)
+        if up is not None and handed is not None:
+            legs["up.handed"] = 1000 * (handed - turn.t_speech_end)
+            legs.update({f"up.{k}": v for k, v in up.items()})
+            legs["up.session"] = up["decoded"] + OPUS_LOOKAHEAD_MS
+    if spoken is not None:
+        down = PROBE.downlink(spoken.id)
+        if down is not None:
+            legs.update({f"down.{k}": v for k, v in down.items()})
+            if spoken.t_first_audio is not None:
+                legs["down.heard"] = 1000 * (spoken.t_first_audio - PROBE.reply_pcm[spoken.id][0])
+            if spoken.id in conn.loud_at:  # the criterion used before: the first frame louder than -50 dBFS
+                legs["down.loud"] = 1000 * (conn.loud_at[spoken.id] - PROBE.reply_pcm[spoken.id][0])
+    return legs
 
 
 def _connect(base_url: str, api_key: str, model: str, transport: str) -> Any:
@@ -993,6 +1034,7 @@ async def run_session(number: int, base_url: str, api_key: str, utterances: list
                 finally:
                     if baton is not None:
                         await baton.done()
+                turn.rtc_legs = media_legs(conn, turn, transport)
                 turns.append(turn)
                 _progress(turn)
                 if index % 20 == 19:
@@ -1229,8 +1271,8 @@ def main(argv: list[str] | None = None) -> int:
                              "report both, with the Opus + jitter-buffer overhead")
     parser.add_argument("--rtc-client-jitter", type=int, metavar="FRAMES",
                         help="frames the WebRTC client's jitter buffer holds before playing (default: aiortc's 4, "
-                             "80 ms; 0: each packet at once, as the server's; a browser adapts, about 1-2 "
-                             "frames on a quiet network)")
+                             "80 ms; 0: each packet at once, as the server's; Chromium on loopback holds 1 frame "
+                             "over the idle track and 2 after a few replies: bench/browser_jitter.py)")
     args = parser.parse_args(argv)
     if args.turns < 1 or args.concurrency < 1:
         parser.error("--turns and --concurrency must be at least 1")
@@ -1240,8 +1282,9 @@ def main(argv: list[str] | None = None) -> int:
         args.concurrency = 2
     if args.mode and args.mode.startswith("server_vad"):
         args.silence_ms = MODES[args.mode]["silence_duration_ms"]
-    globals()["NOISE_DBFS"] = args.noise_dbfs
-    globals()["RTC_CLIENT_JITTER"] = args.rtc_client_jitter
+    global NOISE_DBFS, RTC_CLIENT_JITTER, PROBE
+    NOISE_DBFS = args.noise_dbfs
+    RTC_CLIENT_JITTER = args.rtc_client_jitter
 
     name = args.name or "latency" + (f"-{args.mode}" if args.mode else "") + (
         "" if args.silence_ms == 500 or args.mode else f"-s{args.silence_ms}") + (
@@ -1260,6 +1303,9 @@ def main(argv: list[str] | None = None) -> int:
             same_clock = False
         else:
             api_key = "bench-" + secrets.token_hex(8)
+            if args.webrtc:
+                PROBE = Probe()
+                PROBE.install()
             print("starting the in-process Hearth server (loading models) ...", flush=True)
             base_url, described = stack.enter_context(in_process_server(api_key, args.ack))
             same_clock = True
@@ -1342,6 +1388,7 @@ def main(argv: list[str] | None = None) -> int:
         for turn in rtc_turns:
             derive(turn, same_clock)
         result["webrtc"] = compare_transports(ok, [t for t in rtc_turns if not t.warmup and t.status == "ok"])
+        result["webrtc"]["reply_jitter"] = PROBE.reply_jitter() if PROBE is not None else {}
     text = report(result)
     if args.webrtc:
         text += "\n" + webrtc_report(result["webrtc"])
@@ -1355,40 +1402,91 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+#: The media path's legs in the report: (key in Turn.rtc_legs, label); each is cumulative.
+UPLINK_LEGS = (("up.handed", "aiortc takes the frame from the track"), ("up.sent", "Opus-encoded, RTP sent"),
+               ("up.arrived", "the server's receiver has the packet"),
+               ("up.decoded", "decoded frame -> session.append_pcm"))
+DOWNLINK_LEGS = (("down.framed", "in a reply-track frame (20 ms clock)"), ("down.sent", "Opus-encoded, RTP sent"),
+                 ("down.arrived", "the client's receiver has the packet"),
+                 ("down.decoded", "decoded frame from the client's track"),
+                 ("down.heard", "the benchmark sees it (first audio)"))
+
+
 def compare_transports(ws_turns: list[Turn], rtc_turns: list[Turn]) -> dict[str, Any]:
     """(a) end of speech -> first reply audio over each transport, and what WebRTC adds.
 
     The turns of the two runs differ in engine time (STT and TTS on a shared CPU), so the
     transport's own cost is taken from the two legs that only it touches, on the server's
-    clock: the way in (end of speech -> the server's VAD sees silence: Opus, RTP, the
-    server's jitter buffer) and the way out (the session hands over the first reply audio
-    -> it is heard: the track's 20 ms pacing, Opus, RTP, the client's jitter buffer).
+    clock. Way in: the last speech chunk appended -> the session has it (WebSocket: its
+    append_pcm; WebRTC: the decoded frame's append_pcm, plus Opus's 6.5 ms lookahead, by
+    which the decoder's output runs behind its input). Way out: the session hands over the
+    first reply audio -> the client has it (first delta; first decoded frame holding it).
+    Without the in-process probe, the way in falls back to the VAD's silence_began, which
+    moves in 32 ms steps.
     """
     def pick(turns: list[Turn], key: str) -> dict[str, float] | None:
         return stats([t.metrics.get(key) for t in turns])
 
-    out: dict[str, Any] = {"turns": len(rtc_turns), "target_overhead_p50_ms": 40.0}
+    def leg(turns: list[Turn], key: str) -> dict[str, float] | None:
+        return stats([t.rtc_legs.get(key) for t in turns])
+
+    out: dict[str, Any] = {"turns": len(rtc_turns), "target_overhead_p50_ms": 40.0,
+                           "client_jitter_frames": RTC_CLIENT_JITTER}
+    probed = PROBE is not None
     for name, turns in (("websocket", ws_turns), ("webrtc", rtc_turns)):
-        out[name] = {"a": pick(turns, "a_speech_end_to_first_audio"), "in": pick(turns, "vad_detect"),
-                     "out": pick(turns, "delivery")}
-    legs = [out["webrtc"][leg]["p50"] - out["websocket"][leg]["p50"] for leg in ("in", "out")
-            if out["webrtc"][leg] and out["websocket"][leg]]
+        out[name] = {"a": pick(turns, "a_speech_end_to_first_audio"), "vad_in": pick(turns, "vad_detect"),
+                     "in": leg(turns, "up.session") if probed else pick(turns, "vad_detect"),
+                     "out": pick(turns, "delivery"),
+                     "legs": {key: leg(turns, key) for key, _ in UPLINK_LEGS + DOWNLINK_LEGS} if probed else {}}
+    legs = [out["webrtc"][k]["p50"] - out["websocket"][k]["p50"] for k in ("in", "out")
+            if out["webrtc"][k] and out["websocket"][k]]
     out["overhead_p50_ms"] = sum(legs) if len(legs) == 2 else None
+    # The same turns measured as before this probe existed: way in to the VAD's silence_began,
+    # way out to the first remote frame louder than -50 dBFS RMS.
+    loud = leg(rtc_turns, "down.loud") if probed else None
+    old = [out["webrtc"]["vad_in"], out["websocket"]["vad_in"], loud, out["websocket"]["out"]]
+    out["old_measure"] = {"way_out_loud": loud, "overhead_p50_ms": None if not all(old) else (
+        old[0]["p50"] - old[1]["p50"] + old[2]["p50"] - old[3]["p50"])}
     out["verdict"] = "--" if out["overhead_p50_ms"] is None else (
         "PASS" if out["overhead_p50_ms"] <= out["target_overhead_p50_ms"] else "MISS")
     return out
 
 
 def webrtc_report(comparison: dict[str, Any]) -> str:
-    lines = ["By transport (ms):", f"  {'':44} {'n':>4} {'p50':>7} {'p95':>7} {'min':>7} {'max':>7}"]
-    rows = (("a", "(a) end of speech -> first reply audio"), ("in", "    way in: end of speech -> server VAD silence"),
-            ("out", "    way out: server first audio -> heard"))
+    jitter = comparison["client_jitter_frames"]
+    lines = [f"By transport (ms; WebRTC client jitter buffer: "
+             f"{'aiortc default, 4 frames' if jitter is None else f'{jitter} frame(s)'}):",
+             f"  {'':52} {'n':>4} {'p50':>7} {'p95':>7} {'min':>7} {'max':>7}"]
+
+    def row(text: str, st: dict[str, float] | None) -> None:
+        lines.append(f"  {text:52} {st['n']:4d} {fmt(st['p50'])} {fmt(st['p95'])} {fmt(st['min'])} {fmt(st['max'])}"
+                     if st else f"  {text:52}    0      --")
+
+    rows = (("a", "(a) end of speech -> first reply audio"), ("in", "    way in: end of speech -> the session has it"),
+            ("vad_in", "      (end of speech -> server VAD silence)"),
+            ("out", "    way out: server first audio -> the client has it"))
     for name, label in (("websocket", "WebSocket"), ("webrtc", "WebRTC")):
         lines.append(f"  {label}")
         for key, text in rows:
-            st = comparison[name][key]
-            lines.append(f"  {text:44} {st['n']:4d} {fmt(st['p50'])} {fmt(st['p95'])} {fmt(st['min'])} "
-                         f"{fmt(st['max'])}" if st else f"  {text:44}    0      --")
+            row(text, comparison[name][key])
+    legs = comparison["webrtc"]["legs"]
+    if legs:
+        lines.append("  WebRTC media path, cumulative from the append of the last speech chunk:")
+        for key, text in UPLINK_LEGS:
+            row(f"    {text}", legs[key])
+        lines.append(f"    (+ {OPUS_LOOKAHEAD_MS} ms Opus lookahead: the session hears each instant that much later)")
+        lines.append("  and from the session handing over the reply's first PCM:")
+        for key, text in DOWNLINK_LEGS:
+            row(f"    {text}", legs[key])
+    for where, label in (("sent", "left the server"), ("arrived", "reached the client")):
+        for kind, st in comparison.get("reply_jitter", {}).get(where, {}).items():
+            lines.append(f"  reply-track packets ({kind}) {label}: late by p50 {st['p50']:.1f}, p95 {st['p95']:.1f}, "
+                         f"max {st['max']:.1f} ms against their RTP time (n={st['n']})")
+    old = comparison["old_measure"]
+    if old["way_out_loud"]:
+        row("  (way out to the first frame louder than -50 dBFS)", old["way_out_loud"])
+        lines.append(f"  the same turns measured as before (way in to VAD silence, way out to that loud frame): "
+                     f"overhead {fmt(old['overhead_p50_ms']).strip()} ms")
     overhead = comparison["overhead_p50_ms"]
     lines.append(f"  WebRTC overhead (way in + way out, p50 differences): {fmt(overhead).strip()} ms; "
                  f"target <= {comparison['target_overhead_p50_ms']:.0f} ms  {comparison['verdict']}")

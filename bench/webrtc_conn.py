@@ -3,9 +3,12 @@
 A browser's view of a call: the microphone is an Opus track fed with the benchmark's 20 ms
 chunks (24 kHz, upsampled to 48 kHz by repetition: no filter delay), server events arrive on
 the `oai-events` data channel, and the reply arrives on the remote track. There are no
-`response.output_audio.delta` events over WebRTC, so each loud 20 ms frame of the remote
-track is handed to BenchSession as one, stamped when aiortc delivered it (after its jitter
-buffer): "first audio" is the first reply sound the listener could hear.
+`response.output_audio.delta` events over WebRTC, so each 20 ms frame of the remote track
+that carries reply audio is handed to BenchSession as one, stamped when aiortc delivered it
+(after its jitter buffer and decoder): "first audio" is the first decoded frame holding the
+reply, as the WebSocket's first delta is the first PCM of it. The idle track is digital
+silence and Opus decodes that to exact zeros, so "holds the reply" is "not all zero": a
+loudness threshold would skip the quiet first frames of a reply that the WebSocket counts.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import fractions
 import json
+import bisect
 import time
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
@@ -24,7 +27,9 @@ import numpy as np
 
 MEDIA_RATE = 48_000
 FRAME = 960
-#: RMS (full scale 1.0) above which a remote frame counts as reply sound; the idle track is digital silence.
+#: Peak (int16) from which a remote frame counts as reply audio; the idle track decodes to exact zeros.
+SOUND_PEAK = 2
+#: The criterion used before (RMS, full scale 1.0): kept to report both in the same run.
 LOUD_RMS = 0.003
 
 
@@ -47,26 +52,33 @@ class _Mic:
                 return await self.owner.next_frame()
 
         self.track = Track(self)
-        self.frames: asyncio.Queue[np.ndarray] = asyncio.Queue()
+        self.frames: asyncio.Queue[tuple[int, np.ndarray]] = asyncio.Queue()
         self._pending = np.zeros(0, dtype=np.int16)
         self._pts = 0
+        #: (monotonic time, pts) of every frame pushed, in order; pts -> when aiortc took it
+        self.pushed: list[tuple[float, int]] = []
+        self.handed: dict[int, float] = {}
 
     def push(self, pcm24k: np.ndarray) -> None:
         self._pending = np.concatenate([self._pending, np.repeat(pcm24k, 2)])
+        now = time.monotonic()
         while len(self._pending) >= FRAME:
-            self.frames.put_nowait(self._pending[:FRAME])
+            self.frames.put_nowait((self._pts, self._pending[:FRAME]))
+            self.pushed.append((now, self._pts))
             self._pending = self._pending[FRAME:]
+            self._pts += FRAME
+
+    def frame_pushed_after(self, at: float) -> tuple[float, int] | None:
+        """(time, pts) of the first frame pushed at or after `at` (the chunk appended then)."""
+        i = bisect.bisect_left(self.pushed, (at, -1))
+        return self.pushed[i] if i < len(self.pushed) else None
 
     async def next_frame(self):  # noqa: ANN201 - av.AudioFrame
-        import av
+        from hearth.server.transports.media_clock import audio_frame
 
-        samples = await self.frames.get()
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = MEDIA_RATE
-        frame.pts = self._pts
-        frame.time_base = fractions.Fraction(1, MEDIA_RATE)
-        self._pts += FRAME
-        return frame
+        pts, samples = await self.frames.get()
+        self.handed[pts] = time.monotonic()
+        return audio_frame(samples, pts)
 
 
 class RtcConnection:
@@ -78,6 +90,8 @@ class RtcConnection:
         self.pc, self.channel, self.mic = pc, channel, mic
         self.events: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._latest_response: str | None = None
+        #: response id -> monotonic time of its first remote frame louder than LOUD_RMS
+        self.loud_at: dict[str, float] = {}
         self.jitter_frames: int | None = None
         self._reader: asyncio.Task[None] | None = None
         self.input_audio_buffer = SimpleNamespace(append=self._append)
@@ -86,6 +100,14 @@ class RtcConnection:
         self.response = SimpleNamespace(create=self._response_create)
         channel.on("message", self._on_message)
         pc.on("track", self._on_track)
+
+    @property
+    def mic_ssrc(self) -> int | None:
+        """The SSRC of the microphone's RTP stream (rtc_probe follows its packets by it)."""
+        for sender in self.pc.getSenders():
+            if sender.track is self.mic.track:
+                return sender._ssrc  # noqa: SLF001
+        return None
 
     # -- what BenchSession calls
     async def _append(self, audio: str) -> None:
@@ -149,8 +171,11 @@ class RtcConnection:
                     frame = await track.recv()
                 except MediaStreamError:
                     return
-                pcm = frame.to_ndarray().astype(np.float32) / 32768
-                if self._latest_response and float(np.sqrt(np.mean(pcm**2))) > LOUD_RMS:
+                samples = frame.to_ndarray()
+                peak = int(np.abs(samples.astype(np.int32)).max())
+                if self._latest_response and peak >= SOUND_PEAK:
+                    if float(np.sqrt(np.mean((samples.astype(np.float32) / 32768) ** 2))) > LOUD_RMS:
+                        self.loud_at.setdefault(self._latest_response, time.monotonic())
                     self.events.put_nowait(json.dumps({
                         "type": "response.output_audio.delta", "event_id": "event_rtc", "response_id":
                         self._latest_response, "item_id": "", "output_index": 0, "content_index": 0,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import fractions
 import json
 import logging
 import time
@@ -45,13 +44,11 @@ from .client_secrets import (
     error_response,
     session_defaults_for,
 )
+from .media_clock import FRAME_SAMPLES, MEDIA_RATE, FrameClock, audio_frame
 
 _LOGGER = logging.getLogger(__name__)
 
 DATA_CHANNEL = "oai-events"
-#: The reply track's rate and frame (Opus works at 48 kHz; 20 ms frames as browsers send).
-MEDIA_RATE = 48_000
-FRAME_SAMPLES = 960
 #: A call whose peer has not connected by then is dropped (an abandoned offer).
 CONNECT_TIMEOUT_S = 30.0
 MAX_SDP_BYTES = 64 * 1024
@@ -105,9 +102,7 @@ class ReplyTrack(MediaStreamTrack):
         super().__init__()
         self._on_played = on_played
         self._replies: deque[_Reply] = deque()
-        self._start: float | None = None
-        self._pts = 0
-        self._time_base = fractions.Fraction(1, MEDIA_RATE)
+        self._clock = FrameClock()
 
     def push(self, response_id: str, item_id: str | None, pcm: np.ndarray) -> None:
         reply = self._reply(response_id, item_id)
@@ -162,22 +157,8 @@ class ReplyTrack(MediaStreamTrack):
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-        else:
-            self._pts += FRAME_SAMPLES
-            wait = self._start + self._pts / MEDIA_RATE - now
-            if wait > 0:
-                await asyncio.sleep(wait)
-            elif wait < -0.2:  # the loop stalled: resynchronise rather than burst
-                self._start = now - self._pts / MEDIA_RATE
-        samples = self._next_samples()
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = MEDIA_RATE
-        frame.pts = self._pts
-        frame.time_base = self._time_base
-        return frame
+        pts = await self._clock.next()
+        return audio_frame(self._next_samples(), pts)
 
 
 def downmix(frame: av.AudioFrame) -> np.ndarray:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import fractions
 import json
 import time
 from collections.abc import Callable
@@ -15,8 +14,9 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-RATE = 48_000
-FRAME = 960
+from hearth.server.transports.media_clock import FRAME_SAMPLES as FRAME
+from hearth.server.transports.media_clock import MEDIA_RATE as RATE
+from hearth.server.transports.media_clock import FrameClock, audio_frame
 
 
 def tone(seconds: float, freq: float = 440.0, level: float = 0.3, rate: int = RATE) -> np.ndarray:
@@ -36,8 +36,7 @@ class Microphone(MediaStreamTrack):
     def __init__(self) -> None:
         super().__init__()
         self._queue: list[np.ndarray] = []
-        self._start: float | None = None
-        self._pts = 0
+        self._clock = FrameClock()
         #: monotonic time at which the last queued sample was sent, per `say` call
         self.sent_marks: list[float] = []
         self._ends: list[int] = []
@@ -45,20 +44,13 @@ class Microphone(MediaStreamTrack):
 
     def say(self, pcm: np.ndarray) -> None:
         self._queue.append(np.asarray(pcm, dtype=np.int16))
-        self._queued_until = max(self._queued_until, self._pts) + len(pcm)
+        self._queued_until = max(self._queued_until, self._clock.pts + FRAME) + len(pcm)
         self._ends.append(self._queued_until)
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-        else:
-            self._pts += FRAME
-            wait = self._start + self._pts / RATE - now
-            if wait > 0:
-                await asyncio.sleep(wait)
+        pts = await self._clock.next()
         out = np.zeros(FRAME, dtype=np.int16)
         filled = 0
         while filled < FRAME and self._queue:
@@ -69,14 +61,10 @@ class Microphone(MediaStreamTrack):
             if not len(self._queue[0]):
                 self._queue.pop(0)
             filled += take
-        while self._ends and self._ends[0] <= self._pts + FRAME:
+        while self._ends and self._ends[0] <= pts + FRAME:
             self._ends.pop(0)
             self.sent_marks.append(time.monotonic())
-        frame = av.AudioFrame.from_ndarray(out.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = self._pts
-        frame.time_base = fractions.Fraction(1, RATE)
-        return frame
+        return audio_frame(out, pts)
 
 
 @dataclass
