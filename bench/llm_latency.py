@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import platform
 import sys
@@ -62,11 +63,17 @@ JOKE = "Why did the scarecrow win an award? Because he was outstanding in his fi
 REPLY = f"Sure, here's a quick one. {JOKE}"
 
 
+_FRESH = itertools.count(1)
+
+
 def reply_for(turn: int) -> tuple[str, bool]:
-    """The scripted reply of a turn, and whether its opener is the common (cacheable) one."""
+    """The scripted reply of a turn, and whether its opener is the common (cacheable) one.
+
+    The other opener is new to the whole run ("Joke 7,", a number never used before).
+    """
     if turn % 2 == 0:
         return REPLY, True
-    return f"Joke {turn}, coming right up. {JOKE}", False
+    return f"Joke {next(_FRESH)}, coming right up. {JOKE}", False
 PROMPTS = ["Tell me a joke.", "Say something funny.", "Make me laugh.", "Another one, please."]
 TARGET_OVERHEAD_MS = 100.0
 METRICS = ("first_audio_ms", "overhead_ms", "to_upstream_ms", "after_token_ms", "tts_ms", "overhead_without_tts_ms")
@@ -244,7 +251,7 @@ def main() -> int:
                  + ", ".join(f"{d:.0f} ms: {g:+.0f} ms" for d, g in zip(delays[1:], growth)))
     print("\n".join(lines))
     (args.out / "llm_latency.json").write_text(json.dumps(
-        {"summary": summary, "turns": {str(d): r for d, r in results.items()}, "reply": REPLY, "reply_new_opener": reply_for(1)[0]}, indent=2))
+        {"summary": summary, "turns": {str(d): r for d, r in results.items()}, "reply": REPLY, "reply_new_opener": f"Joke N, coming right up. {JOKE}"}, indent=2))
     plot(results, args.out / "llm_latency.png")
     print(f"wrote {args.out / 'llm_latency.png'} and {args.out / 'llm_latency.json'}")
     return 0
