@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -34,31 +35,59 @@ async def test_streams_one_int16_chunk_per_sentence(synthesizer: PiperSynthesize
     assert 3.0 < seconds < 10.0
 
 
-async def test_first_chunk_arrives_before_synthesis_finishes(synthesizer: PiperSynthesizer) -> None:
-    start = time.perf_counter()
-    arrivals = []
-    async for _ in synthesizer.synthesize(MANY_SENTENCES, "alloy", 1.0):
-        arrivals.append(time.perf_counter() - start)
-    assert len(arrivals) == 8
-    # Sentences are synthesized one after another, so the first is handed over early.
-    assert arrivals[0] < arrivals[-1] / 3
+class GatedSession:
+    """Wraps a voice's onnxruntime session: counts model runs (one a sentence) and holds run `hold` until released."""
+
+    def __init__(self, session: object, hold: int) -> None:
+        self.session = session
+        self.hold = hold
+        self.runs = 0
+        self.held = threading.Event()
+        self.release = threading.Event()
+
+    def run(self, *args: object, **kwargs: object) -> object:
+        self.runs += 1
+        if self.runs == self.hold:
+            self.held.set()
+            assert self.release.wait(60), "the test never released the held sentence"
+        return self.session.run(*args, **kwargs)
+
+
+async def test_first_chunk_arrives_before_synthesis_finishes(
+    synthesizer: PiperSynthesizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    voice = synthesizer.load("alloy")
+    gate = GatedSession(voice.session, hold=2)
+    monkeypatch.setattr(voice, "session", gate)
+    stream = synthesizer.synthesize(MANY_SENTENCES, "alloy", 1.0)
+    # Sentence 2 is held: the first sentence's audio is handed over while synthesis is still going.
+    first = await asyncio.wait_for(anext(stream), 30)
+    assert first.size > 0 and gate.runs <= 2
+    gate.release.set()
+    rest = [chunk async for chunk in stream]
+    assert len(rest) == 7 and gate.runs == 8
 
 
 async def test_closing_the_stream_stops_synthesis_after_the_current_sentence(
-    synthesizer: PiperSynthesizer,
+    synthesizer: PiperSynthesizer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    start = time.perf_counter()
-    full = await collect(synthesizer, MANY_SENTENCES)
-    full_time = time.perf_counter() - start
+    voice = synthesizer.load("alloy")
+    gate = GatedSession(voice.session, hold=2)
+    monkeypatch.setattr(voice, "session", gate)
 
-    start = time.perf_counter()
     stream = synthesizer.synthesize(MANY_SENTENCES, "alloy", 1.0)
     first = await anext(stream)
-    await stream.aclose()  # returns once the worker has let go
+    assert first.size > 0
+    assert await asyncio.to_thread(gate.held.wait, 30), "the worker went on to sentence 2"
+    # The worker is on sentence 2 (held there). Close the stream while it is in progress:
+    # the close's first step sets the stop flag, then waits for the worker.
+    closing = asyncio.create_task(stream.aclose())
+    await asyncio.sleep(0)
+    assert not closing.done() and synthesizer.active_streams == 1, "the close waits for the worker"
+    gate.release.set()
+    await asyncio.wait_for(closing, 30)  # returns once the worker has let go
     assert synthesizer.active_streams == 0
-    partial_time = time.perf_counter() - start
-    assert first.size > 0 and len(full) == 8
-    assert partial_time < full_time / 2
+    assert gate.runs == 2, f"the sentence in progress finishes, none after it starts (of 8): {gate.runs} ran"
 
 
 async def test_speed_changes_duration(synthesizer: PiperSynthesizer) -> None:
