@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.engines.conftest import PiperRuns
 
 from hearth.server.engines.cascade.errors import ModelNotAvailableError
 from hearth.server.engines.cascade.tts import (
@@ -35,30 +36,11 @@ async def test_streams_one_int16_chunk_per_sentence(synthesizer: PiperSynthesize
     assert 3.0 < seconds < 10.0
 
 
-class GatedSession:
-    """Wraps a voice's onnxruntime session: counts model runs (one a sentence) and holds run `hold` until released."""
-
-    def __init__(self, session: object, hold: int) -> None:
-        self.session = session
-        self.hold = hold
-        self.runs = 0
-        self.held = threading.Event()
-        self.release = threading.Event()
-
-    def run(self, *args: object, **kwargs: object) -> object:
-        self.runs += 1
-        if self.runs == self.hold:
-            self.held.set()
-            assert self.release.wait(60), "the test never released the held sentence"
-        return self.session.run(*args, **kwargs)
-
-
 async def test_first_chunk_arrives_before_synthesis_finishes(
-    synthesizer: PiperSynthesizer, monkeypatch: pytest.MonkeyPatch
+    synthesizer: PiperSynthesizer, piper_runs: PiperRuns
 ) -> None:
-    voice = synthesizer.load("alloy")
-    gate = GatedSession(voice.session, hold=2)
-    monkeypatch.setattr(voice, "session", gate)
+    gate = piper_runs
+    gate.hold = 2
     stream = synthesizer.synthesize(MANY_SENTENCES, "alloy", 1.0)
     # Sentence 2 is held: the first sentence's audio is handed over while synthesis is still going.
     first = await asyncio.wait_for(anext(stream), 30)
@@ -69,11 +51,10 @@ async def test_first_chunk_arrives_before_synthesis_finishes(
 
 
 async def test_closing_the_stream_stops_synthesis_after_the_current_sentence(
-    synthesizer: PiperSynthesizer, monkeypatch: pytest.MonkeyPatch
+    synthesizer: PiperSynthesizer, piper_runs: PiperRuns
 ) -> None:
-    voice = synthesizer.load("alloy")
-    gate = GatedSession(voice.session, hold=2)
-    monkeypatch.setattr(voice, "session", gate)
+    gate = piper_runs
+    gate.hold = 2
 
     stream = synthesizer.synthesize(MANY_SENTENCES, "alloy", 1.0)
     first = await anext(stream)
