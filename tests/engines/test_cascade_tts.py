@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -36,39 +37,43 @@ async def test_streams_one_int16_chunk_per_sentence(synthesizer: PiperSynthesize
     assert 3.0 < seconds < 10.0
 
 
+async def first_sentence_with_the_second_held(
+    synthesizer: PiperSynthesizer, gate: PiperRuns
+) -> tuple[AsyncIterator[np.ndarray], np.ndarray]:
+    """Start MANY_SENTENCES; return the stream and its first chunk once piper is held on sentence 2."""
+    gate.hold = 2
+    stream = synthesizer.synthesize(MANY_SENTENCES, "alloy", 1.0)
+    first = await asyncio.wait_for(anext(stream), 30)
+    assert first.size > 0
+    assert await asyncio.to_thread(gate.held.wait, 30), "the worker went on to sentence 2"
+    return stream, first
+
+
 async def test_first_chunk_arrives_before_synthesis_finishes(
     synthesizer: PiperSynthesizer, piper_runs: PiperRuns
 ) -> None:
-    gate = piper_runs
-    gate.hold = 2
-    stream = synthesizer.synthesize(MANY_SENTENCES, "alloy", 1.0)
     # Sentence 2 is held: the first sentence's audio is handed over while synthesis is still going.
-    first = await asyncio.wait_for(anext(stream), 30)
-    assert first.size > 0 and gate.runs <= 2
-    gate.release.set()
+    stream, _first = await first_sentence_with_the_second_held(synthesizer, piper_runs)
+    assert piper_runs.runs == 2
+    piper_runs.release.set()
     rest = [chunk async for chunk in stream]
-    assert len(rest) == 7 and gate.runs == 8
+    assert len(rest) == 7 and piper_runs.runs == 8
 
 
 async def test_closing_the_stream_stops_synthesis_after_the_current_sentence(
     synthesizer: PiperSynthesizer, piper_runs: PiperRuns
 ) -> None:
-    gate = piper_runs
-    gate.hold = 2
-
-    stream = synthesizer.synthesize(MANY_SENTENCES, "alloy", 1.0)
-    first = await anext(stream)
-    assert first.size > 0
-    assert await asyncio.to_thread(gate.held.wait, 30), "the worker went on to sentence 2"
+    stream, _first = await first_sentence_with_the_second_held(synthesizer, piper_runs)
     # The worker is on sentence 2 (held there). Close the stream while it is in progress:
     # the close's first step sets the stop flag, then waits for the worker.
     closing = asyncio.create_task(stream.aclose())
     await asyncio.sleep(0)
     assert not closing.done() and synthesizer.active_streams == 1, "the close waits for the worker"
-    gate.release.set()
+    piper_runs.release.set()
     await asyncio.wait_for(closing, 30)  # returns once the worker has let go
     assert synthesizer.active_streams == 0
-    assert gate.runs == 2, f"the sentence in progress finishes, none after it starts (of 8): {gate.runs} ran"
+    runs = piper_runs.runs
+    assert runs == 2, f"the sentence in progress finishes, none after it starts (of 8): {runs} ran"
 
 
 async def test_speed_changes_duration(synthesizer: PiperSynthesizer) -> None:
