@@ -162,3 +162,31 @@ async def test_an_engine_sees_only_the_newest_items() -> None:
     assert [item.text for item in engine.requests[0].items] == ["message 7", "message 8", "message 9"]
     assert len(s.conversation) == 11, "the conversation keeps every item"
     s.close()
+
+
+def test_token_counting_agrees_with_the_documented_rule() -> None:
+    """The fast ASCII count must give the regex's answer (docs/realtime-api.md, Usage) on any text."""
+    import random
+    import re
+
+    from hearth.server.session.usage import text_tokens
+
+    rule = re.compile(r"\w+|[^\w\s]")
+    rng = random.Random(11)
+    alphabet = [chr(c) for c in range(128)] + ["é", "ß", "日", "\u00a0", "\u2003"]
+    for _ in range(5000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        assert text_tokens(text) == len(rule.findall(text)), repr(text)
+    assert text_tokens("Turn on the kitchen light, please!") == 8
+
+
+def test_a_conversation_item_is_counted_once_not_per_response(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hearth.server.session.conversation as conversation
+
+    counted: list[str] = []
+    real = conversation.text_tokens
+    monkeypatch.setattr(conversation, "text_tokens", lambda text: counted.append(text) or real(text))
+    entry = conversation.Entry(item={"type": "message"})
+    assert [entry.tokens("what time is it") for _ in range(3)] == [4, 4, 4]
+    assert entry.tokens("what time is it now") == 5  # the text changed (a transcript arrived)
+    assert counted == ["what time is it", "what time is it now"]
