@@ -129,3 +129,27 @@ async def test_a_configured_voice_is_loaded_from_its_path(executor) -> None:
     await synth.warm_up()
     chunks = await collect(synth, "Hello there.", voice="cedar")
     assert len(chunks) == 1 and chunks[0].size > 10_000
+
+
+async def test_bulk_work_speaks_on_its_own_session_with_fewer_threads(executor) -> None:
+    """An out-of-band response (bulk) must not run piper on every core: its own ONNX session, `bulk_threads`."""
+    from hearth.server.session.work import WORK_OWNER, WorkOwner
+
+    synth = PiperSynthesizer(PiperConfig(threads=2, bulk_threads=1), executor=executor)
+    live = await collect(synth, "Hello there.")
+    token = WORK_OWNER.set(WorkOwner("sess_bulk", "bulk"))
+    try:
+        bulk = await collect(synth, "Hello there.")
+    finally:
+        WORK_OWNER.reset(token)
+    threads = {key[1]: voice.session.get_session_options().intra_op_num_threads for key, voice in synth._voices.items()}
+    assert threads == {2: 2, 1: 1}, "live on the configured threads, bulk on one, two sessions"
+    a, b = np.concatenate(live).astype(float), np.concatenate(bulk).astype(float)
+    assert len(a) == len(b) and np.mean(np.abs(a - b)) < 0.01 * np.mean(np.abs(a)), "the same speech either way"
+    same = PiperSynthesizer(PiperConfig(threads=2, bulk_threads=None), executor=executor)
+    token = WORK_OWNER.set(WorkOwner("sess_bulk", "bulk"))
+    try:
+        await collect(same, "Hello there.")
+    finally:
+        WORK_OWNER.reset(token)
+    assert [key[1] for key in same._voices] == [2], "bulk_threads null: the live session"

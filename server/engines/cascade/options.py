@@ -125,6 +125,9 @@ class PiperConfig:
     #: None: onnxruntime's default (all cores; ~2x faster than 1 thread on a 2-core machine).
     threads: int | None = option(None, "ONNX Runtime threads per synthesis; null = its default",
                                  Maybe(integer(1)), unit="threads")
+    #: Out-of-band responses are bulk work: on fewer threads a live turn keeps a core (a second session, ~60 MB).
+    bulk_threads: int | None = option(1, "ONNX Runtime threads per bulk synthesis (out-of-band responses); "
+                                      "null = as `threads`", Maybe(integer(1)), unit="threads")
 
 
 # ----------------------------------------------------------------------------- brains
