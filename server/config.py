@@ -121,6 +121,8 @@ class LimitsConfig:
                                    "event loop", number(0.1), unit="seconds")
     max_context_items: int = option(_LIMITS.max_context_items, "newest conversation items an engine sees per response",
                                     integer(2), unit="items")
+    responses_per_minute: int = option(_LIMITS.responses_per_minute, "`response.create` requests one session may "
+                                       "send per minute; 0 = no limit", integer(0), unit="requests")
 
     def session_limits(self) -> SessionLimits:
         return SessionLimits(**{f.name: getattr(self, f.name) for f in fields(SessionLimits)})

@@ -3,23 +3,38 @@
 A plain thread pool runs work first come, first served, so one client that queues a
 hundred transcriptions makes every other session wait behind them. `FairExecutor` keeps
 one queue per owner (the session whose task submitted the work, from
-`hearth.server.session.work.WORK_OWNER`) and serves owners round robin, live work (a
-turn being answered) before bulk work (uploaded audio items, out-of-band responses);
-bulk work never occupies the last free worker, so a live turn finds one.
+`hearth.server.session.work.WORK_OWNER`) and serves live work (a turn being answered)
+before bulk work (uploaded audio items, out-of-band responses). Within a priority the
+owner that used the workers least lately goes first (busy seconds, decaying with a
+half-life of `USAGE_HALF_LIFE_S`; ties in round-robin order), so a session that keeps
+the workers busy waits behind one that asks now and then.
+
+A job cannot be stopped once it runs, so a worker must be free when a quiet session's
+turn arrives: bulk work never occupies the last free worker, and while another owner is
+active (it has work queued or running, or used the pool in the last `ACTIVE_WINDOW_S`)
+an owner that already has a job running does not take the last free worker either.
+A session alone may use every worker.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
+from dataclasses import dataclass
 from typing import Any
 
 from .session.work import WORK_OWNER, WorkOwner
 
 _ANONYMOUS = WorkOwner("", "live")
+
+#: Half-life of an owner's recorded busy time (s): what "lately" means for the turn order.
+USAGE_HALF_LIFE_S = 10.0
+#: An owner that used the pool this recently (s) still counts as active for the reserve rule.
+ACTIVE_WINDOW_S = 60.0
 _POOLS: weakref.WeakSet[FairExecutor] = weakref.WeakSet()
 
 
@@ -31,15 +46,32 @@ def _shutdown_all() -> None:
 threading._register_atexit(_shutdown_all)  # the hook concurrent.futures uses for its own pools
 
 
+@dataclass
+class _Usage:
+    """One owner's busy seconds, decayed to `at`, and what it has running."""
+
+    busy_s: float = 0.0
+    at: float = 0.0
+    running: int = 0
+    last_used: float = 0.0
+
+    def decayed(self, now: float) -> float:
+        return self.busy_s * 0.5 ** ((now - self.at) / USAGE_HALF_LIFE_S)
+
+
 class FairExecutor(Executor):
-    def __init__(self, max_workers: int, thread_name_prefix: str = "hearth-infer") -> None:
+    def __init__(self, max_workers: int, thread_name_prefix: str = "hearth-infer",
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self.max_workers = max_workers
+        self._clock = clock
         self._lock = threading.Condition()
-        #: owner -> its queued work, in arrival order; owners in the order they are served.
+        #: owner -> its queued work, in arrival order; owners in round-robin order.
         self._queues: dict[str, OrderedDict[str, deque[tuple[Future[Any], Callable[[], Any]]]]] = {
             "live": OrderedDict(), "bulk": OrderedDict()}
+        self._usage: dict[str, _Usage] = {}
+        self._running = 0
         self._bulk_running = 0
         self._shutdown = False
         # Not daemon threads: a model's native threads must not be killed mid-call at exit
@@ -67,21 +99,63 @@ class FairExecutor(Executor):
         with self._lock:
             return {priority: sum(len(q) for q in queues.values()) for priority, queues in self._queues.items()}
 
-    def _next(self) -> tuple[str, Future[Any], Callable[[], Any]] | None:
-        """The next job: live owners round robin, then bulk if a worker stays free for live work."""
+    def usage(self) -> dict[str, float]:
+        """Each owner's decayed busy seconds, as the turn order sees them (diagnostics)."""
+        with self._lock:
+            now = self._clock()
+            return {owner: round(usage.decayed(now), 3) for owner, usage in self._usage.items()}
+
+    def _others_active(self, owner: str, now: float) -> bool:
+        if any(other != owner for queues in self._queues.values() for other in queues):
+            return True
+        # Work outside any session (the models' warm-up) counts only while it runs.
+        return any(other != owner and (usage.running or (other and now - usage.last_used < ACTIVE_WINDOW_S))
+                   for other, usage in self._usage.items())
+
+    def _may_start(self, owner: str, now: float) -> bool:
+        """The reserve rule: with others active, no owner holds every worker."""
+        if self.max_workers == 1 or self._running < self.max_workers - 1:
+            return True
+        usage = self._usage.get(owner)
+        return usage is None or usage.running == 0 or not self._others_active(owner, now)
+
+    def _next(self) -> tuple[str, str, Future[Any], Callable[[], Any]] | None:
+        """The next job: live before bulk; within a priority, the owner that used the workers least lately."""
+        now = self._clock()
         for priority in ("live", "bulk"):
             queues = self._queues[priority]
             if not queues:
                 continue
             if priority == "bulk" and self.max_workers > 1 and self._bulk_running >= self.max_workers - 1:
                 return None
-            owner, jobs = next(iter(queues.items()))
+            owners = [owner for owner in queues if self._may_start(owner, now)]
+            if not owners:
+                continue
+            idle = _Usage()
+            owner = min(owners, key=lambda o: self._usage.get(o, idle).decayed(now))  # min keeps the first of ties
+            jobs = queues.pop(owner)
             future, job = jobs.popleft()
-            del queues[owner]
             if jobs:
                 queues[owner] = jobs  # to the back of the line: the others go first
-            return priority, future, job
+            return priority, owner, future, job
         return None
+
+    def _started(self, owner: str, now: float) -> None:
+        usage = self._usage.setdefault(owner, _Usage(at=now))
+        usage.running += 1
+        usage.last_used = now
+        self._running += 1
+
+    def _finished(self, owner: str, started: float, now: float) -> None:
+        usage = self._usage[owner]
+        usage.busy_s = usage.decayed(now) + (now - started)
+        usage.at = usage.last_used = now
+        usage.running -= 1
+        self._running -= 1
+        # Forget owners whose work no longer counts, so the table stays small.
+        for other, old in list(self._usage.items()):
+            if not old.running and now - old.last_used > ACTIVE_WINDOW_S:
+                del self._usage[other]
 
     def _work(self) -> None:
         while True:
@@ -92,7 +166,9 @@ class FairExecutor(Executor):
                         return
                     self._lock.wait()
                     picked = self._next()
-                priority, future, job = picked
+                priority, owner, future, job = picked
+                started = self._clock()
+                self._started(owner, started)
                 if priority == "bulk":
                     self._bulk_running += 1
             try:
@@ -104,10 +180,11 @@ class FairExecutor(Executor):
                     else:
                         future.set_result(result)
             finally:
-                if priority == "bulk":
-                    with self._lock:
+                with self._lock:
+                    self._finished(owner, started, self._clock())
+                    if priority == "bulk":
                         self._bulk_running -= 1
-                        self._lock.notify_all()
+                    self._lock.notify_all()  # a held-back owner may start now
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:

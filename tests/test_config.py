@@ -187,6 +187,16 @@ engine:
     assert "sk-up" not in repr(relay)
 
 
+def test_the_intents_and_auto_brains_share_the_matchers_options(tmp_path: Path) -> None:
+    names = "language: de, names: [Kitchen Light], areas: [Kitchen], floors: [Upstairs]"
+    intents = load_text(tmp_path, f"engine: {{brain: {{type: intents, {names}}}}}").engine.brain
+    auto = load_text(tmp_path, f"engine: {{brain: {{type: auto, {names}}}}}").engine.brain
+    assert tuple(intents.floors) == ("Upstairs",) and intents.language == "de"
+    assert auto.intents() == intents, "the auto brain runs the intents brain with its own names"
+    with pytest.raises(ConfigError, match=r"engine\.brain\.names: unknown option"):
+        load_text(tmp_path, "engine: {brain: {type: llm, llm: {base_url: 'http://x/v1', model: m}, names: [x]}}")
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("engine: {brain: {type: llm}}", "engine.brain.llm: required"),
     ("engine: {brain: {type: auto, llm: {model: m}}}", "engine.brain.llm.base_url: required"),

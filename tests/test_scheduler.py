@@ -87,3 +87,67 @@ async def test_asyncio_run_in_executor_queues_under_the_tasks_owner() -> None:
     gate.set()
     assert await job == "done"
     pool.shutdown()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_owner_that_used_the_workers_least_lately_goes_first() -> None:
+    """Round robin alone would serve the hog first (it queued first); its busy time puts it behind."""
+    clock = FakeClock()
+    pool = FairExecutor(1, clock=clock)
+
+    def busy(seconds: float) -> None:
+        clock.now += seconds
+
+    submit_as(pool, WorkOwner("hog"), busy, 8.0).result(2)
+    submit_as(pool, WorkOwner("victim"), busy, 0.5).result(2)
+    assert pool.usage() == {"hog": pytest.approx(8.0 * 0.5 ** (0.5 / 10), abs=1e-3), "victim": 0.5}
+    gate = threading.Event()
+    order: list[str] = []
+    blocker = submit_as(pool, WorkOwner("x"), gate.wait)
+    futures = [submit_as(pool, WorkOwner("hog"), order.append, "hog"),
+               submit_as(pool, WorkOwner("victim"), order.append, "victim")]
+    gate.set()
+    for future in [blocker, *futures]:
+        future.result(5)
+    assert order == ["victim", "hog"]
+    before = pool.usage()["hog"]
+    clock.now += 30.0  # three half-lives: the hog's busy time decays to an eighth
+    assert pool.usage()["hog"] == pytest.approx(before / 8, abs=1e-3)
+    pool.shutdown()
+
+
+def test_while_another_session_is_active_no_session_holds_every_worker() -> None:
+    pool = FairExecutor(2)
+    release = threading.Event()
+    started: list[str] = []
+
+    def slow(tag: str) -> str:
+        started.append(tag)
+        release.wait(5)
+        return tag
+
+    submit_as(pool, WorkOwner("victim"), lambda: None).result(2)  # the victim is active (used the pool just now)
+    first = submit_as(pool, WorkOwner("hog"), slow, "hog-1")
+    second = submit_as(pool, WorkOwner("hog"), slow, "hog-2")
+    time.sleep(0.1)
+    assert started == ["hog-1"], "the hog's second job waits: the last worker is kept for the others"
+    victim = submit_as(pool, WorkOwner("victim"), lambda: "victim")
+    assert victim.result(2) == "victim"  # served at once while the hog's first job still runs
+    release.set()
+    assert [first.result(5), second.result(5)] == ["hog-1", "hog-2"]
+    pool.shutdown()
+
+
+def test_a_session_alone_uses_every_worker() -> None:
+    pool = FairExecutor(2)
+    both = threading.Barrier(2, timeout=2)
+    futures = [submit_as(pool, WorkOwner("alone"), both.wait) for _ in range(2)]
+    assert sorted(f.result(5) for f in futures) == [0, 1]  # both ran at once, or the barrier broke
+    pool.shutdown()

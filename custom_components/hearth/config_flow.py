@@ -104,18 +104,29 @@ class HearthConfigFlow(ConfigFlow, domain=DOMAIN):
     def _schema(self, default: str) -> vol.Schema:
         return vol.Schema({vol.Required(CONF_SERVER_ID, default=default): TextSelector()})
 
+    async def _typed_server(
+        self, user_input: dict[str, Any], errors: dict[str, str], *, keeps: str | None = None
+    ) -> tuple[str, ServerStatus] | None:
+        """The typed server id, valid, not configured yet and answering over MQTT; else None and `errors`.
+
+        `keeps`: the id of the entry being reconfigured, which may keep its own id.
+        """
+        try:
+            server_id = _valid_server_id(user_input[CONF_SERVER_ID])
+        except vol.Invalid:
+            errors[CONF_SERVER_ID] = "invalid_server_id"
+            return None
+        await self.async_set_unique_id(server_id)
+        if server_id != keeps:
+            self._abort_if_unique_id_configured()
+        status = await self._check(server_id, errors)
+        return None if status is None else (server_id, status)
+
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         errors: dict[str, str] = {}
-        if user_input is not None:
-            try:
-                server_id = _valid_server_id(user_input[CONF_SERVER_ID])
-            except vol.Invalid:
-                errors[CONF_SERVER_ID] = "invalid_server_id"
-            else:
-                await self.async_set_unique_id(server_id)
-                self._abort_if_unique_id_configured()
-                if (status := await self._check(server_id, errors)) is not None:
-                    return self.async_create_entry(title=status.name or f"Hearth {server_id}", data={CONF_SERVER_ID: server_id})
+        if user_input is not None and (server := await self._typed_server(user_input, errors)) is not None:
+            server_id, status = server
+            return self.async_create_entry(title=status.name or f"Hearth {server_id}", data={CONF_SERVER_ID: server_id})
         return self.async_show_form(
             step_id="user", data_schema=self._schema(DEFAULT_SERVER_ID), errors=errors
         )
@@ -149,19 +160,13 @@ class HearthConfigFlow(ConfigFlow, domain=DOMAIN):
     async def async_step_reconfigure(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         entry = self._get_reconfigure_entry()
         errors: dict[str, str] = {}
-        if user_input is not None:
-            try:
-                server_id = _valid_server_id(user_input[CONF_SERVER_ID])
-            except vol.Invalid:
-                errors[CONF_SERVER_ID] = "invalid_server_id"
-            else:
-                await self.async_set_unique_id(server_id)
-                if server_id != entry.unique_id:
-                    self._abort_if_unique_id_configured()
-                if await self._check(server_id, errors) is not None:
-                    return self.async_update_reload_and_abort(
-                        entry, unique_id=server_id, data_updates={CONF_SERVER_ID: server_id}
-                    )
+        if user_input is not None and (
+            server := await self._typed_server(user_input, errors, keeps=entry.unique_id)
+        ) is not None:
+            server_id, _status = server
+            return self.async_update_reload_and_abort(
+                entry, unique_id=server_id, data_updates={CONF_SERVER_ID: server_id}
+            )
         return self.async_show_form(
             step_id="reconfigure", data_schema=self._schema(entry.data[CONF_SERVER_ID]), errors=errors
         )

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..protocol.errors import RealtimeProtocolError
+from .usage import text_tokens
 
 
 @dataclass
@@ -31,6 +32,14 @@ class Entry:
     spans: list[SpokenSpan] = field(default_factory=list)
     #: An assistant item cut to what the listener heard.
     truncated: bool = False
+    #: The last text counted and its token count: a long conversation is not recounted per response.
+    _counted: tuple[str, int] | None = field(default=None, repr=False, compare=False)
+
+    def tokens(self, text: str) -> int:
+        """`text_tokens(text)` for text of this item, counted again only when it changed."""
+        if self._counted is None or self._counted[0] != text:
+            self._counted = (text, text_tokens(text))
+        return self._counted[1]
 
     @property
     def id(self) -> str:

@@ -2,12 +2,14 @@
 
 Each bounds work or memory a single request can create, so one session cannot starve
 the others (docs/configuration.md, `server.limits`, lists them with their error codes).
-A plain dataclass with no imports, so the configuration can take its defaults from here.
+Plain dataclasses with no project imports, so the configuration can take its defaults from here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,48 @@ class SessionLimits:
     large_append_s: float = 1.0
     #: Newest conversation items an engine sees per response (upstream truncates to its window too).
     max_context_items: int = 256
+    #: `response.create` requests per minute (a token bucket holding a minute's worth); 0: no limit.
+    responses_per_minute: int = 120
+
+
+@dataclass
+class RequestBudget:
+    """A token bucket: `limit` requests, refilled at `limit` per minute.
+
+    A client that sends cheap requests in a tight loop (each answered at once) would
+    otherwise keep the event loop and the workers busy for everyone; this bounds its rate
+    the way upstream's per-minute request limit does, and says how much is left.
+    """
+
+    limit: int
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    tokens: float = -1.0
+    at: float = 0.0
+
+    def _refill(self) -> float:
+        now = self.clock()
+        if self.tokens < 0:
+            self.tokens, self.at = float(self.limit), now
+        self.tokens = min(float(self.limit), self.tokens + (now - self.at) * self.limit / 60.0)
+        self.at = now
+        return self.tokens
+
+    def available(self) -> bool:
+        return self._refill() >= 1.0
+
+    def take(self) -> None:
+        self.tokens = max(0.0, self._refill() - 1.0)
+
+    def remaining(self) -> int:
+        return int(self._refill())
+
+    def retry_after(self) -> float:
+        """Seconds until one request is allowed again."""
+        return max(0.0, (1.0 - self._refill()) * 60.0 / self.limit)
+
+    def reset_seconds(self) -> float:
+        """Seconds until the bucket is full again (upstream's `reset_seconds`)."""
+        return round((self.limit - self._refill()) * 60.0 / self.limit, 3)
 
 
 def duration_words(seconds: float) -> str:

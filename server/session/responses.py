@@ -278,7 +278,7 @@ class Responses:
                 text = " ".join(
                     (part.get("text") or part.get("transcript") or "") for part in data["content"]
                 ).strip()
-                usage.input_text += text_tokens(text)
+                usage.input_text += entry.tokens(text)
                 items.append(ContextItem(type="message", id=entry.id, role=data["role"], text=text, audio=audio,
                                          truncated=entry.truncated))
             elif data["type"] == "function_call":
@@ -286,7 +286,7 @@ class Responses:
                 items.append(ContextItem(type="function_call", id=entry.id, name=data["name"],
                                          arguments=data["arguments"], call_id=data.get("call_id")))
             elif data["type"] == "function_call_output":
-                usage.input_text += text_tokens(data["output"])
+                usage.input_text += entry.tokens(data["output"])
                 items.append(ContextItem(type="function_call_output", id=entry.id, call_id=data["call_id"],
                                          output=data["output"]))
         return items

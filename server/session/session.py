@@ -51,7 +51,7 @@ from .interfaces import (
     Toolbox,
 )
 from .items import Items, heard_text
-from .limits import SessionLimits, duration_words
+from .limits import RequestBudget, SessionLimits, duration_words
 from .playback import PlaybackTracker
 from .response import ResponsePlan
 from .responses import ActiveResponse, ResponseHooks, Responses
@@ -107,6 +107,8 @@ class RealtimeSession:
         self._timers: list[asyncio.TimerHandle] = []
         self._idle_timer: asyncio.TimerHandle | None = None
         self._turn_timings: TurnTimings | None = None
+        per_minute = self.options.limits.responses_per_minute
+        self._requests = RequestBudget(per_minute) if per_minute > 0 else None
         self.closed = False
         self.items = Items(self.conversation, self._send, lambda: self._input_format, lambda: self._output_format,
                            lambda item_id: self.responses.in_progress(item_id), self.options.limits)
@@ -404,7 +406,25 @@ class RealtimeSession:
                 code="too_many_concurrent_responses")
         if params.tools is not None:
             check_tools(list(params.tools), self.options.limits, "response.tools")
-        self._start_response(params)
+        budget = self._requests
+        if budget is not None and not budget.available():
+            raise RealtimeProtocolError(
+                message=f"Rate limit reached for requests per minute (RPM) on this session: Limit {budget.limit}, "
+                f"Used {budget.limit}, Requested 1. Please try again in {budget.retry_after():.1f}s.",
+                code="rate_limit_exceeded", type="requests")
+        active = self._start_response(params)
+        if budget is not None:
+            budget.take()
+            # As upstream does, the client learns where it stands after the response's `response.done`.
+            if active.task is not None:
+                active.task.add_done_callback(lambda _task: self._rate_limits_updated())
+
+    def _rate_limits_updated(self) -> None:
+        budget = self._requests
+        if budget is not None:
+            self._send(ev.RateLimitsUpdated(rate_limits=[ev.RateLimit(
+                name="requests", limit=budget.limit, remaining=budget.remaining(),
+                reset_seconds=budget.reset_seconds())]))
 
     def say(self, text: str) -> str | None:
         """Speak `text` word for word as the next response; its id, or None when a response is active.

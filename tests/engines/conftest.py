@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,6 +28,37 @@ def synthesizer(executor: ThreadPoolExecutor) -> PiperSynthesizer:
     synth = PiperSynthesizer(executor=executor)
     synth.load("alloy")
     return synth
+
+
+class PiperRuns:
+    """Wraps a voice's onnxruntime session: counts model runs (one per sentence) and can hold one.
+
+    Run number `hold` (if set) waits until `release` is set; `held` tells that it has started.
+    Tests assert what piper did (how many sentences it synthesized) rather than how long it took.
+    """
+
+    def __init__(self, session: object, hold: int | None = None) -> None:
+        self.session = session
+        self.hold = hold
+        self.runs = 0
+        self.held = threading.Event()
+        self.release = threading.Event()
+
+    def run(self, *args: object, **kwargs: object) -> object:
+        self.runs += 1
+        if self.runs == self.hold:
+            self.held.set()
+            assert self.release.wait(60), "the test never released the held sentence"
+        return self.session.run(*args, **kwargs)
+
+
+@pytest.fixture
+def piper_runs(synthesizer: PiperSynthesizer, monkeypatch: pytest.MonkeyPatch) -> PiperRuns:
+    """The shared voice's model runs, counted for this test (restored after it)."""
+    voice = synthesizer.load("alloy")
+    runs = PiperRuns(voice.session)
+    monkeypatch.setattr(voice, "session", runs)
+    return runs
 
 
 @pytest.fixture(scope="session")

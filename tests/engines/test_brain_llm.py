@@ -202,16 +202,15 @@ async def test_closing_mid_stream_closes_the_upstream_request(fake: FakeChatServ
     stream = brain_for(fake).respond(request())
     first = await stream.__anext__()
     assert isinstance(first, OutputText)
-    started = time.monotonic()
     await stream.aclose()
     recorded = fake.requests[0]
-    await asyncio.wait_for(recorded.ended.wait(), 1.0)
+    await asyncio.wait_for(recorded.ended.wait(), 10)  # bounds a hang only
+    # Closed, not read to the end: the upstream saw the client go before its ten chunks were sent.
     assert recorded.client_closed and not recorded.completed
-    assert time.monotonic() - started < 0.5
 
 
 async def test_cancelling_the_consumer_closes_the_upstream_request(fake: FakeChatServer) -> None:
-    fake.push(Reply(text="one two three", first_token_delay=5.0))
+    fake.push(Reply(text="one two three", first_token_delay=60.0))
 
     async def consume() -> None:
         async for _ in brain_for(fake).respond(request()):
@@ -223,8 +222,8 @@ async def test_cancelling_the_consumer_closes_the_upstream_request(fake: FakeCha
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await asyncio.wait_for(fake.requests[0].ended.wait(), 1.0)
-    assert fake.requests[0].client_closed
+    await asyncio.wait_for(fake.requests[0].ended.wait(), 10)  # the first token is 60 s away
+    assert fake.requests[0].client_closed and not fake.requests[0].completed
 
 
 # --------------------------------------------------------------------------- failures
@@ -247,10 +246,11 @@ async def test_first_token_timeout(fake: FakeChatServer, caplog: pytest.LogCaptu
     fake.push(Reply(hang=True))
     started = time.monotonic()
     events, failure = await run(brain_for(fake, first_token_timeout_s=0.3), request())
-    assert 0.3 <= time.monotonic() - started < 1.0
+    # Not before the timeout (load only delays it); the fake never answers, so returning at all is the timeout.
+    assert time.monotonic() - started >= 0.3
     assert failure is not None and failure.code == "upstream_timeout" and "first token" in failure.message
     assert text(events) == APOLOGIES["upstream_timeout"]
-    await asyncio.wait_for(fake.requests[0].ended.wait(), 1.0)
+    await asyncio.wait_for(fake.requests[0].ended.wait(), 10)  # bounds a hang only
     assert fake.requests[0].client_closed
 
 

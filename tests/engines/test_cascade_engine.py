@@ -156,25 +156,26 @@ async def test_cancelling_the_consumer_stops_brain_and_speech(transcriber, synth
 
     task = asyncio.create_task(consume())
     await asyncio.wait_for(heard.wait(), timeout=10)
-    start = time.perf_counter()
     task.cancel()
+    # The brain hangs after its first sentence: the cancel must reach it (10 s only bounds a hang).
+    done, _ = await asyncio.wait([task], timeout=10)
+    assert done, "the cancelled reply did not let go of its brain"
     with pytest.raises(asyncio.CancelledError):
-        await task
-    assert time.perf_counter() - start < 0.5
+        task.result()
     assert brain.closed.is_set()
     assert cascade_tasks() == []
     assert synthesizer.active_streams == 0
 
 
-async def test_closing_mid_reply_stops_promptly(transcriber, synthesizer) -> None:
+async def test_closing_mid_reply_stops_promptly(transcriber, synthesizer, piper_runs) -> None:
     text = " ".join(f"This is sentence number {n} of a long reply." for n in range(1, 11))
     brain = ScriptedBrain([OutputText(text)])
     stream = engine(brain, transcriber, synthesizer).respond(request("audio"))
     while not isinstance(await anext(stream), OutputAudio):
         pass
-    start = time.perf_counter()
-    await stream.aclose()
-    assert time.perf_counter() - start < 0.5
+    await asyncio.wait_for(stream.aclose(), 10)  # bounds a hang only
+    # Promptly = piper stops: at most the sentence in progress after the one heard, not all ten.
+    assert piper_runs.runs <= 2, f"{piper_runs.runs} of 10 sentences synthesized after the close"
     assert brain.closed.is_set()
     assert cascade_tasks() == []
     assert synthesizer.active_streams == 0

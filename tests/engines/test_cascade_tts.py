@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.engines.conftest import PiperRuns
 
 from hearth.server.engines.cascade.errors import ModelNotAvailableError
 from hearth.server.engines.cascade.tts import (
@@ -34,31 +37,43 @@ async def test_streams_one_int16_chunk_per_sentence(synthesizer: PiperSynthesize
     assert 3.0 < seconds < 10.0
 
 
-async def test_first_chunk_arrives_before_synthesis_finishes(synthesizer: PiperSynthesizer) -> None:
-    start = time.perf_counter()
-    arrivals = []
-    async for _ in synthesizer.synthesize(MANY_SENTENCES, "alloy", 1.0):
-        arrivals.append(time.perf_counter() - start)
-    assert len(arrivals) == 8
-    # Sentences are synthesized one after another, so the first is handed over early.
-    assert arrivals[0] < arrivals[-1] / 3
+async def first_sentence_with_the_second_held(
+    synthesizer: PiperSynthesizer, gate: PiperRuns
+) -> tuple[AsyncIterator[np.ndarray], np.ndarray]:
+    """Start MANY_SENTENCES; return the stream and its first chunk once piper is held on sentence 2."""
+    gate.hold = 2
+    stream = synthesizer.synthesize(MANY_SENTENCES, "alloy", 1.0)
+    first = await asyncio.wait_for(anext(stream), 30)
+    assert first.size > 0
+    assert await asyncio.to_thread(gate.held.wait, 30), "the worker went on to sentence 2"
+    return stream, first
+
+
+async def test_first_chunk_arrives_before_synthesis_finishes(
+    synthesizer: PiperSynthesizer, piper_runs: PiperRuns
+) -> None:
+    # Sentence 2 is held: the first sentence's audio is handed over while synthesis is still going.
+    stream, _first = await first_sentence_with_the_second_held(synthesizer, piper_runs)
+    assert piper_runs.runs == 2
+    piper_runs.release.set()
+    rest = [chunk async for chunk in stream]
+    assert len(rest) == 7 and piper_runs.runs == 8
 
 
 async def test_closing_the_stream_stops_synthesis_after_the_current_sentence(
-    synthesizer: PiperSynthesizer,
+    synthesizer: PiperSynthesizer, piper_runs: PiperRuns
 ) -> None:
-    start = time.perf_counter()
-    full = await collect(synthesizer, MANY_SENTENCES)
-    full_time = time.perf_counter() - start
-
-    start = time.perf_counter()
-    stream = synthesizer.synthesize(MANY_SENTENCES, "alloy", 1.0)
-    first = await anext(stream)
-    await stream.aclose()  # returns once the worker has let go
+    stream, _first = await first_sentence_with_the_second_held(synthesizer, piper_runs)
+    # The worker is on sentence 2 (held there). Close the stream while it is in progress:
+    # the close's first step sets the stop flag, then waits for the worker.
+    closing = asyncio.create_task(stream.aclose())
+    await asyncio.sleep(0)
+    assert not closing.done() and synthesizer.active_streams == 1, "the close waits for the worker"
+    piper_runs.release.set()
+    await asyncio.wait_for(closing, 30)  # returns once the worker has let go
     assert synthesizer.active_streams == 0
-    partial_time = time.perf_counter() - start
-    assert first.size > 0 and len(full) == 8
-    assert partial_time < full_time / 2
+    runs = piper_runs.runs
+    assert runs == 2, f"the sentence in progress finishes, none after it starts (of 8): {runs} ran"
 
 
 async def test_speed_changes_duration(synthesizer: PiperSynthesizer) -> None:
@@ -114,3 +129,27 @@ async def test_a_configured_voice_is_loaded_from_its_path(executor) -> None:
     await synth.warm_up()
     chunks = await collect(synth, "Hello there.", voice="cedar")
     assert len(chunks) == 1 and chunks[0].size > 10_000
+
+
+async def test_bulk_work_speaks_on_its_own_session_with_fewer_threads(executor) -> None:
+    """An out-of-band response (bulk) must not run piper on every core: its own ONNX session, `bulk_threads`."""
+    from hearth.server.session.work import WORK_OWNER, WorkOwner
+
+    synth = PiperSynthesizer(PiperConfig(threads=2, bulk_threads=1), executor=executor)
+    live = await collect(synth, "Hello there.")
+    token = WORK_OWNER.set(WorkOwner("sess_bulk", "bulk"))
+    try:
+        bulk = await collect(synth, "Hello there.")
+    finally:
+        WORK_OWNER.reset(token)
+    threads = {key[1]: voice.session.get_session_options().intra_op_num_threads for key, voice in synth._voices.items()}
+    assert threads == {2: 2, 1: 1}, "live on the configured threads, bulk on one, two sessions"
+    a, b = np.concatenate(live).astype(float), np.concatenate(bulk).astype(float)
+    assert len(a) == len(b) and np.mean(np.abs(a - b)) < 0.01 * np.mean(np.abs(a)), "the same speech either way"
+    same = PiperSynthesizer(PiperConfig(threads=2, bulk_threads=None), executor=executor)
+    token = WORK_OWNER.set(WorkOwner("sess_bulk", "bulk"))
+    try:
+        await collect(same, "Hello there.")
+    finally:
+        WORK_OWNER.reset(token)
+    assert [key[1] for key in same._voices] == [2], "bulk_threads null: the live session"

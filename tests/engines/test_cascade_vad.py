@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -58,15 +57,3 @@ def test_state_is_per_instance_and_reset_restores_a_fresh_stream(kitchen_light: 
 def test_rejects_frames_of_the_wrong_size() -> None:
     with pytest.raises(ValueError, match="512"):
         SileroVad().probability(np.zeros(480, dtype=np.float32))
-
-
-def test_a_frame_costs_well_under_a_millisecond() -> None:
-    vad = SileroVad()
-    frame = np.zeros(FRAME_SAMPLES, dtype=np.float32)
-    for _ in range(20):
-        vad.probability(frame)
-    start = time.perf_counter()
-    for _ in range(300):
-        vad.probability(frame)
-    per_frame = (time.perf_counter() - start) / 300
-    assert per_frame < 1e-3  # ~0.11 ms measured on the 2-core reference machine

@@ -12,6 +12,7 @@ import pytest
 
 from hearth.server.config import EmbeddedBrokerConfig
 from hearth.server.mqtt.acl import HEARTH_ACL, Acl, filters_overlap, parse_acl, topic_matches
+import hearth.server.mqtt.broker as broker_module
 from hearth.server.mqtt.broker import EmbeddedBroker
 from hearth.server.mqtt.client import ClientSettings, MqttClient
 from hearth.wire import AudioFrame, Mute, MqttUrl, SatelliteStatus, ServerStatus, WakeCandidate, new_session_id, topics
@@ -281,15 +282,16 @@ def test_acl_matching() -> None:
 # ----------------------------------------------------------------------------- stopping
 
 
-async def test_stopping_with_clients_and_messages_in_flight_never_hangs() -> None:
+async def test_stopping_with_clients_and_messages_in_flight_never_hangs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Python 3.11's wait_for could lose amqtt's reader cancellation (1 stop in ~7 hung).
 
     The shape of a server shutdown: the bridge sends a satellite its session-end (QoS 1),
     the server's client publishes offline and disconnects, then the broker stops while the
     satellite's PUBACK may still be on its way.
     """
+    monkeypatch.setattr(broker_module, "STOP_S", 60.0)
     clients: list[paho.Client] = []
-    for attempt in range(20):
+    for _attempt in range(20):
         broker = await started()
         satellite = await peer(broker, "sat", ("kitchen", "k-pass"))
         await asyncio.to_thread(satellite.subscribe, topics.satellite_command("kitchen"))
@@ -299,9 +301,9 @@ async def test_stopping_with_clients_and_messages_in_flight_never_hangs() -> Non
         assert await server.wait_connected(5)
         server.publish(topics.satellite_command("kitchen"), b"session-end", 1)
         await server.stop()
-        began = time.monotonic()
+        # No stop here falls back on its STOP_S timeouts (raised out of reach): the hung shape
+        # would now outlast the 10 s bound, so wait_for fails where the old stop hung.
         await asyncio.wait_for(broker.stop(), 10)
-        assert time.monotonic() - began < 2.0, f"stop took {time.monotonic() - began:.1f} s (attempt {attempt})"
         clients.append(satellite.client)
     # paho sleeps up to a second between reconnect attempts: join them all at once.
     await asyncio.gather(*(asyncio.to_thread(c.loop_stop) for c in clients))

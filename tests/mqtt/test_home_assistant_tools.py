@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from tests.conftest_mqtt import MosquittoBroker, find_mosquitto
 
 from hearth.server.mqtt.client import ClientSettings, MqttClient
 from hearth.server.session.interfaces import ToolCall
-from hearth.server.tools.home_assistant import SUBSCRIPTIONS, HomeAssistantTools
+from hearth.server.tools.home_assistant import DEFAULT_TIMEOUT_S, SUBSCRIPTIONS, HomeAssistantTools
 from hearth.server.tools.registry import ToolRegistry, ToolScope
 from hearth.wire import (
     IntegrationStatus,
@@ -170,14 +169,9 @@ async def test_a_call_round_trips_and_speaks_home_assistants_words(provider: Hom
     assert refused.error == "no-match" and refused.speech == "I can't control the garage door."
     assert json.loads(refused.output)["error"]["code"] == "no-match"
 
-    # The tool round trip (call published -> result back), p50 over 20 calls.
-    times = []
+    # Calls one after another each get their own answer (the round trip's time is bench/voice_to_light.py's).
     for _ in range(20):
-        start = time.perf_counter()
         assert (await provider.call(KITCHEN, call())).error is None
-        times.append((time.perf_counter() - start) * 1000)
-    print(f"\ntool round trip over Mosquitto: p50 {statistics.median(times):.1f} ms, max {max(times):.1f} ms")
-    assert statistics.median(times) < 200
 
 
 async def test_bad_calls_are_refused_before_home_assistant(provider: HomeAssistantTools, home_assistant: FakeHomeAssistant):
@@ -201,11 +195,12 @@ async def test_home_assistant_down_is_a_spoken_failure_within_3_s_and_coming_bac
     home_assistant.publish(ha_topics.ha_tools("kitchen"), catalog().to_json(), retain=True)
     await until(lambda: "kitchen" in provider.catalogs)
     home_assistant.answering = False  # Home Assistant hangs (or crashed: its MQTT client has no will)
+    # "Within 3 s" is the timeout's setting; the call ends on that timeout, not before (load only delays).
+    assert provider.timeout_s == DEFAULT_TIMEOUT_S < 3.0
     start = time.monotonic()
-    result = await provider.call(KITCHEN, call())
-    elapsed = time.monotonic() - start
+    result = await asyncio.wait_for(provider.call(KITCHEN, call()), 30)
     assert result.error == "timeout" and result.speech == "Home Assistant did not answer in time."
-    assert elapsed < 3.0
+    assert time.monotonic() - start >= provider.timeout_s
 
     # The integration unloads: offline status, catalog taken back; calls fail at once.
     home_assistant.publish(ha_topics.ha_status(), IntegrationStatus("offline").to_json(), retain=True)
@@ -227,9 +222,10 @@ async def test_offline_integration_fails_calls_at_once(provider: HomeAssistantTo
     home_assistant.publish(ha_topics.ha_tools("kitchen"), catalog().to_json(), retain=True)
     home_assistant.publish(ha_topics.ha_status(), IntegrationStatus("offline").to_json(), retain=True)
     await until(lambda: "kitchen" in provider.catalogs and provider.integration is not None)
-    start = time.monotonic()
-    result = await provider.call(KITCHEN, call())
-    assert result.error == "unavailable" and time.monotonic() - start < 0.5
+    sent = len(home_assistant.calls)
+    result = await asyncio.wait_for(provider.call(KITCHEN, call()), 30)
+    # At once: refused without asking Home Assistant, so no timeout was waited for ("timeout" otherwise).
+    assert result.error == "unavailable" and len(home_assistant.calls) == sent
 
 
 def test_malformed_messages_never_raise():

@@ -653,8 +653,8 @@ async def test_session_expired_then_close_1001(extra_server: Any) -> None:
         async with connect(short, api_key="anything") as rt:
             expires_at = rt.events[0]["session"]["expires_at"]
             assert abs(expires_at - (started + 1)) <= 2
-            closed = await rt.wait_closed(timeout=10)
-            assert time.time() - started < 5
+            closed = await rt.wait_closed(timeout=10)  # bounds a hang only
+            assert time.time() - started >= 0.9, "closed on the session's maximum duration, not before"
             errors = rt.find("error")
             assert [e["error"]["code"] for e in errors] == ["session_expired"]
             assert errors[0]["error"]["event_id"] is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -112,11 +113,33 @@ def test_command_hook_gets_the_state_as_argument_and_in_the_environment(tmp_path
     assert "error error thinking kitchen " in lines[1:] and "per-state error" in lines[1:]
 
 
-def test_a_hanging_hook_is_killed(tmp_path):
-    hook = CommandHook(HooksSection(command="sleep 30", timeout=0.2))
-    started = time.monotonic()
+def test_a_hook_never_blocks_the_audio_loop(tmp_path):
+    go, log = tmp_path / "go", tmp_path / "hook.log"
+    # The hook can only finish after the call has returned: it waits for a file the test writes then.
+    script = f'while [ ! -e {go} ]; do sleep 0.02; done; echo done >> {log}'
+    hook = CommandHook(HooksSection(command=["sh", "-c", script], timeout=30))
     hook(StateChange("idle", "listening", "kitchen"))
-    assert time.monotonic() - started < 0.5, "hooks never block the audio loop"
+    go.touch()
+    assert _wait_for(log, 1, timeout=20) == ["done"]
+
+
+def test_a_hanging_hook_is_killed(tmp_path):
+    pid_file = tmp_path / "pid"
+    hook = CommandHook(HooksSection(command=["sh", "-c", f'echo $$ > {pid_file}; exec sleep 30'], timeout=0.2))
+    hook(StateChange("idle", "listening", "kitchen"))
+    pid = int(_wait_for(pid_file, 1)[0])
+    deadline = time.monotonic() + 20  # bounds a hang only: the kill comes 0.2 s after the start
+    while _alive(pid):
+        assert time.monotonic() < deadline, "the hanging hook was not killed"
+        time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_a_missing_hook_program_is_only_logged(caplog):

@@ -65,13 +65,16 @@ class MiniServer:
         self.cond = threading.Condition()
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="test-server", protocol=paho.MQTTv5)
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
-        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self._pending: set[int] = set()
 
     def start(self) -> "MiniServer":
+        """Connect; return once the broker has acknowledged every subscription (SUBACK)."""
         self.client.connect(self.broker.host, self.broker.port)
         self.client.loop_start()
-        assert self.connected.wait(5), "test server could not connect"
+        assert self.subscribed.wait(10), "test server could not connect and subscribe"
         return self
 
     def stop(self) -> None:
@@ -79,9 +82,17 @@ class MiniServer:
         self.client.loop_stop()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        for channel in (SatelliteChannel.STATUS, SatelliteChannel.EVENT, SatelliteChannel.AUDIO):
-            client.subscribe(topics.all_satellites(channel), qos=channel.qos)
-        self.connected.set()
+        # paho runs on_subscribe on this same thread, after this returns: no SUBACK is missed.
+        self._pending = {
+            client.subscribe(topics.all_satellites(channel), qos=channel.qos)[1]
+            for channel in (SatelliteChannel.STATUS, SatelliteChannel.EVENT, SatelliteChannel.AUDIO)
+        }
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        assert all(not code.is_failure for code in reason_codes), reason_codes
+        self._pending.discard(mid)
+        if not self._pending:
+            self.subscribed.set()
 
     def _on_message(self, client, userdata, msg) -> None:
         parsed = topics.parse_topic(msg.topic)
@@ -298,19 +309,23 @@ def _wait_retained(broker: MqttUrl, predicate, timeout: float = 15.0) -> Satelli
     raise AssertionError(f"retained status never matched; last: {status}")
 
 
-def test_broker_restart_while_idle_then_the_next_turn_works(mosquitto, tmp_path, speech, reply_pcm):
+def test_broker_restart_between_turns_then_the_next_turn_works(mosquitto, tmp_path, speech, reply_pcm):
     broker = MqttUrl.parse(mosquitto.url)
-    # real time: ~4 s of quiet (the broker restarts in it), then a request, then quiet again
-    wav = write_wav(tmp_path / "later.wav", speech.clip(4.0, "Hey Jarvis.", 0.6, "Turn on the kitchen light.", 5.0))
+    # The file plays in real time and the restart takes as long as it takes, so the turn cannot
+    # wait for a moment in the file: the request repeats, the satellite starts muted, and the test
+    # unmutes it (SIGUSR1) only once its server is subscribed and has the satellite's retained status.
+    # The first wake word the satellite can hear comes after that.
+    request = speech.clip(1.0, "Hey Jarvis.", 0.6, "Turn on the kitchen light.", 6.0)
+    wav = write_wav(tmp_path / "later.wav", np.concatenate([request] * 8))
     process = subprocess.Popen(
-        satellite_command(broker, tmp_path, "--input-wav", str(wav), "--output-wav", str(tmp_path / "reply.wav")),
+        satellite_command(broker, tmp_path, "--muted", "--input-wav", str(wav), "--output-wav", str(tmp_path / "reply.wav")),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     server = None
     try:
-        status = _wait_retained(broker, lambda s: s.online and s.state == "idle")
+        status = _wait_retained(broker, lambda s: s.online and s.state == "muted")
         assert status.capabilities is not None
 
         mosquitto.stop()  # no persistence: the retained status is gone with it
@@ -318,11 +333,14 @@ def test_broker_restart_while_idle_then_the_next_turn_works(mosquitto, tmp_path,
         mosquitto.start()
         assert process.poll() is None, "the satellite survives the broker going away"
         status = _wait_retained(broker, lambda s: s.online)
-        assert status.state == "idle" and status.capabilities is not None, "status retained again"
+        assert status.state == "muted" and status.capabilities is not None, "status retained again"
 
-        server = MiniServer(broker, reply_pcm).start()
-        ack = server.wait_for(lambda m: isinstance(m, PlaybackFinished), timeout=25)
-        (wake,) = server.of(WakeCandidate)
+        server = MiniServer(broker, reply_pcm).start()  # subscribed (SUBACK)
+        server.wait_for(lambda m: isinstance(m, SatelliteStatus) and m.online, timeout=10)  # the retained status
+        process.send_signal(signal.SIGUSR1)  # unmute: the satellite listens for the wake word from here on
+        server.wait_for(lambda m: isinstance(m, SatelliteStatus) and m.state == "idle", timeout=10)
+        ack = server.wait_for(lambda m: isinstance(m, PlaybackFinished), timeout=40)
+        wake = server.of(WakeCandidate)[0]
         assert ack.session_id == wake.session_id and not ack.interrupted
 
         # a clean stop (SIGTERM) publishes offline itself: a will is not sent on a clean disconnect

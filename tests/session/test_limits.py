@@ -162,3 +162,66 @@ async def test_an_engine_sees_only_the_newest_items() -> None:
     assert [item.text for item in engine.requests[0].items] == ["message 7", "message 8", "message 9"]
     assert len(s.conversation) == 11, "the conversation keeps every item"
     s.close()
+
+
+def test_token_counting_agrees_with_the_documented_rule() -> None:
+    """The fast ASCII count must give the regex's answer (docs/realtime-api.md, Usage) on any text."""
+    import random
+    import re
+
+    from hearth.server.session.usage import text_tokens
+
+    rule = re.compile(r"\w+|[^\w\s]")
+    rng = random.Random(11)
+    alphabet = [chr(c) for c in range(128)] + ["é", "ß", "日", "\u00a0", "\u2003"]
+    for _ in range(5000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        assert text_tokens(text) == len(rule.findall(text)), repr(text)
+    assert text_tokens("Turn on the kitchen light, please!") == 8
+
+
+def test_a_conversation_item_is_counted_once_not_per_response(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hearth.server.session.conversation as conversation
+
+    counted: list[str] = []
+    real = conversation.text_tokens
+    monkeypatch.setattr(conversation, "text_tokens", lambda text: counted.append(text) or real(text))
+    entry = conversation.Entry(item={"type": "message"})
+    assert [entry.tokens("what time is it") for _ in range(3)] == [4, 4, 4]
+    assert entry.tokens("what time is it now") == 5  # the text changed (a transcript arrived)
+    assert counted == ["what time is it", "what time is it now"]
+
+
+async def test_response_requests_are_rate_limited_per_session_and_recover() -> None:
+    clock = [5000.0]
+    s, sink, _ = session(limits=SessionLimits(responses_per_minute=3))
+    s._requests.clock = lambda: clock[0]  # type: ignore[union-attr]  # the budget's own clock, not the loop's
+    text = {"type": "response.create", "response": {"conversation": "none", "output_modalities": ["text"]}}
+    for index in range(3):
+        send(s, {**text, "event_id": f"r{index}"})
+        await sink.wait_for("rate_limits.updated", index + 1)
+        assert sink.types()[-2:] == ["response.done", "rate_limits.updated"], "after the response, as upstream"
+    send(s, {**text, "event_id": "r3"})
+    assert len(sink.of_type("response.created")) == 3
+    assert [u["rate_limits"] for u in sink.of_type("rate_limits.updated")] == [
+        [{"name": "requests", "limit": 3, "remaining": r, "reset_seconds": 20.0 * (3 - r)}] for r in (2, 1, 0)]
+    error = last_error(sink)
+    assert (error["type"], error["code"], error["event_id"]) == ("requests", "rate_limit_exceeded", "r3")
+    assert "Limit 3" in error["message"] and "try again in 20.0s" in error["message"]
+    clock[0] += 20.0  # a minute refills all three; a third of one refills one
+    send(s, text)
+    assert len(sink.of_type("response.created")) == 4, "one request again after 20 s"
+    await sink.wait_for("rate_limits.updated", 4)
+    assert sink.of_type("rate_limits.updated")[-1]["rate_limits"][0]["remaining"] == 0
+    send(s, text)
+    assert last_error(sink)["code"] == "rate_limit_exceeded"
+    s.close()
+
+
+async def test_no_request_limit_when_it_is_zero() -> None:
+    s, sink, _ = session(limits=SessionLimits(responses_per_minute=0, max_side_responses=8))
+    for _ in range(5):
+        send(s, {"type": "response.create", "response": {"conversation": "none", "output_modalities": ["text"]}})
+    await sink.wait_for("response.done", 5)
+    assert not sink.of_type("error") and not sink.of_type("rate_limits.updated")
+    s.close()

@@ -112,5 +112,5 @@ async def test_client_closing_the_stream_is_recorded_and_delays_are_kept() -> No
         recorded = fake.requests[0]
         await asyncio.wait_for(recorded.ended.wait(), 2)
         assert recorded.client_closed and not recorded.completed
-        assert 0.2 <= first_text < 0.6
+        assert first_text >= 0.2, "the first token's delay is kept"
         await client.close()

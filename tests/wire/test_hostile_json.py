@@ -78,7 +78,8 @@ def test_every_decoder_refuses_hostile_json_with_a_protocol_error(decoder, name:
     began = time.perf_counter()
     with pytest.raises(ProtocolError) as info:
         decoder(payload, topic="hearth/v1/server/x/status")
-    assert time.perf_counter() - began < 0.5, f"{name} took {time.perf_counter() - began:.2f} s"
+    # Bounds a blow-up only (quadratic digits or nesting would take minutes), not a speed claim.
+    assert time.perf_counter() - began < 5.0, f"{name} took {time.perf_counter() - began:.2f} s"
     assert info.value.context.get("topic") == "hearth/v1/server/x/status"
     str(info.value)  # the message itself is printable (no recursion in its context)
     # and as text, not bytes

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -125,6 +125,9 @@ class PiperConfig:
     #: None: onnxruntime's default (all cores; ~2x faster than 1 thread on a 2-core machine).
     threads: int | None = option(None, "ONNX Runtime threads per synthesis; null = its default",
                                  Maybe(integer(1)), unit="threads")
+    #: Out-of-band responses are bulk work: on fewer threads a live turn keeps a core (a second session, ~60 MB).
+    bulk_threads: int | None = option(1, "ONNX Runtime threads per bulk synthesis (out-of-band responses); "
+                                      "null = as `threads`", Maybe(integer(1)), unit="threads")
 
 
 # ----------------------------------------------------------------------------- brains
@@ -150,10 +153,9 @@ def entity_name(value: Any) -> EntityName:
 
 
 @dataclass(frozen=True)
-class IntentsConfig:
-    """Options of the intents brain (`brain_intents.py`)."""
+class IntentsNames:
+    """What the intent matcher speaks and knows besides the client's: the intents and auto brains' options."""
 
-    type: Literal["intents"] = tag("intents")
     #: Language of home-assistant-intents' sentences ("en", "de", ...).
     language: str = option("en", "intent language", non_empty, unit="language code")
     #: In code also a plain mapping (or an object with these attributes) with `name` (or `names`),
@@ -162,6 +164,13 @@ class IntentsConfig:
         [], "entity names known besides the client's: a string or {name, domain, areas}", list_of(entity_name))
     areas: Sequence[str] = option([], "area names known besides the client's", list_of(non_empty))
     floors: Sequence[str] = option([], "floor names known besides the client's", list_of(non_empty))
+
+
+@dataclass(frozen=True)
+class IntentsConfig(IntentsNames):
+    """Options of the intents brain (`brain_intents.py`)."""
+
+    type: Literal["intents"] = tag("intents")
 
 
 def http_url(value: Any) -> str:
@@ -233,15 +242,10 @@ ROUTES = ("auto", "intents", "llm")
 
 
 @dataclass(frozen=True)
-class AutoConfig:
+class AutoConfig(IntentsNames):
     """Options of the auto brain (`brain_auto.py`): the intents first, the LLM for what they decline."""
 
     type: Literal["auto"] = tag("auto")
-    language: str = option("en", "intent language", non_empty, unit="language code")
-    names: Sequence[EntityName | str | Mapping[str, Any] | Any] = option(
-        [], "entity names known besides the client's: a string or {name, domain, areas}", list_of(entity_name))
-    areas: Sequence[str] = option([], "area names known besides the client's", list_of(non_empty))
-    floors: Sequence[str] = option([], "floor names known besides the client's", list_of(non_empty))
     #: None: the auto brain is the intents brain, and says so at start.
     llm: LlmConfig | None = option(None, "the Chat Completions endpoint of the llm and auto brains",
                                    Maybe(schema_of(LlmConfig)))
@@ -249,7 +253,8 @@ class AutoConfig:
                                            mapping_of(non_empty, one_of(*ROUTES)))
 
     def intents(self) -> IntentsConfig:
-        return IntentsConfig(language=self.language, names=self.names, areas=self.areas, floors=self.floors)
+        """The intents brain it runs first: the same names."""
+        return IntentsConfig(**{f.name: getattr(self, f.name) for f in fields(IntentsNames)})
 
 
 #: `engine.brain.type` -> its option class. `server/engines/factory.py` holds the builders.

@@ -5,6 +5,10 @@ package (22050 Hz). Realtime clients choose among OpenAI's voice names; every
 one of them is accepted and maps to a configured piper voice or, failing that,
 to the default voice, so a client never gets an error for its voice choice.
 
+Bulk work (an out-of-band response, as the session marks it in `WORK_OWNER`) runs on its own
+ONNX Runtime session with `bulk_threads` threads, so it cannot take every core from a live
+turn of another session.
+
 Piper phonemizes the whole text and then runs its model once per sentence. The
 synthesis runs in a worker thread that hands each sentence's audio to the event
 loop through an asyncio queue as soon as it exists, and checks a stop flag
@@ -34,6 +38,7 @@ from piper import PiperVoice, SynthesisConfig
 from piper.config import PiperConfig as PiperVoiceConfig
 
 from hearth.server.protocol.voices import MAX_SPEED, MIN_SPEED
+from hearth.server.session.work import WORK_OWNER
 from hearth.server.protocol.voices import VOICES as OPENAI_VOICES  # noqa: F401 - re-exported: every name a client may send
 
 from .errors import ModelNotAvailableError
@@ -73,7 +78,8 @@ class PiperSynthesizer:
         self.config = config or PiperConfig()
         self._own_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(2, thread_name_prefix="hearth-tts")
-        self._voices: dict[Path, PiperVoice] = {}
+        #: (voice path, threads) -> the loaded voice: a bulk session has its own.
+        self._voices: dict[tuple[Path, int | None], PiperVoice] = {}
         self._rates: dict[Path, int] = {}
         self._lock = threading.Lock()
         #: Streams whose worker has not let go yet (a closed reply must leave 0).
@@ -133,6 +139,9 @@ class PiperSynthesizer:
                 return
             self.short_piece_counts["misses"] += 1
         produced: list[np.ndarray] = []
+        owner = WORK_OWNER.get()
+        threads = self.config.bulk_threads if owner is not None and owner.priority == "bulk" \
+            and self.config.bulk_threads is not None else self.config.threads
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[np.ndarray | _End] = asyncio.Queue()
         stop = threading.Event()
@@ -144,7 +153,7 @@ class PiperSynthesizer:
                 stop.set()
 
         worker = loop.run_in_executor(
-            self._executor, self._produce, path, text, speed, stop, post
+            self._executor, self._produce, path, text, speed, stop, post, threads
         )
         self.active_streams += 1
         try:
@@ -181,10 +190,11 @@ class PiperSynthesizer:
         speed: float,
         stop: threading.Event,
         post: Callable[[np.ndarray | _End], None],
+        threads: int | None,
     ) -> None:
         """Worker thread: synthesize sentence by sentence until done or stopped."""
         try:
-            voice = self._load_path(path)
+            voice = self._load_path(path, threads)
             config = SynthesisConfig(length_scale=length_scale_for(voice.config.length_scale, speed))
             chunks = voice.synthesize(text, config)
             try:
@@ -201,12 +211,14 @@ class PiperSynthesizer:
         else:
             post(_End(None))
 
-    def _load_path(self, path: Path) -> PiperVoice:
+    def _load_path(self, path: Path, threads: int | None = None) -> PiperVoice:
+        """The voice at `path` on `threads` ONNX Runtime threads (None: `config.threads`)."""
+        threads = threads if threads is not None else self.config.threads
         with self._lock:
-            voice = self._voices.get(path)
+            voice = self._voices.get((path, threads))
             if voice is None:
-                voice = _load_voice(path, self.config.threads)
-                self._voices[path] = voice
+                voice = _load_voice(path, threads)
+                self._voices[(path, threads)] = voice
                 self._rates[path] = voice.config.sample_rate
             return voice
 
