@@ -115,6 +115,8 @@ class ResponseBuilder:
         self.media = media
         self.status: Literal["in_progress"] | Status = "in_progress"
         self.usage = Usage()
+        #: Called right after `response.done` is sent (events that follow it, e.g. rate limits).
+        self.after_done: list[Callable[[], None]] = []
         self.outputs: list[Entry] = []
         self._message: _Message | None = None
         #: Function calls open for streamed arguments, by call id.
@@ -330,6 +332,8 @@ class ResponseBuilder:
             self._close_call(call, "incomplete")
         self.status = status
         self.emit(ev.ResponseDone(response=self.wire(details, final=True)))
+        for callback in self.after_done:
+            callback()
         return True
 
     @property

@@ -416,8 +416,7 @@ class RealtimeSession:
         if budget is not None:
             budget.take()
             # As upstream does, the client learns where it stands after the response's `response.done`.
-            if active.task is not None:
-                active.task.add_done_callback(lambda _task: self._rate_limits_updated())
+            active.builder.after_done.append(self._rate_limits_updated)
 
     def _rate_limits_updated(self) -> None:
         budget = self._requests

@@ -136,10 +136,10 @@ async def test_bulk_work_speaks_on_its_own_session_with_fewer_threads(executor) 
     from hearth.server.session.work import WORK_OWNER, WorkOwner
 
     synth = PiperSynthesizer(PiperConfig(threads=2, bulk_threads=1), executor=executor)
-    live = await collect(synth, "Hello there.")
+    live = await collect(synth, "Hello there, this is a longer piece.")
     token = WORK_OWNER.set(WorkOwner("sess_bulk", "bulk"))
     try:
-        bulk = await collect(synth, "Hello there.")
+        bulk = await collect(synth, "Hello there, this is a longer piece.")
     finally:
         WORK_OWNER.reset(token)
     threads = {key[1]: voice.session.get_session_options().intra_op_num_threads for key, voice in synth._voices.items()}
@@ -149,7 +149,7 @@ async def test_bulk_work_speaks_on_its_own_session_with_fewer_threads(executor) 
     same = PiperSynthesizer(PiperConfig(threads=2, bulk_threads=None), executor=executor)
     token = WORK_OWNER.set(WorkOwner("sess_bulk", "bulk"))
     try:
-        await collect(same, "Hello there.")
+        await collect(same, "Hello there, this is a longer piece.")
     finally:
         WORK_OWNER.reset(token)
     assert [key[1] for key in same._voices] == [2], "bulk_threads null: the live session"

@@ -201,8 +201,9 @@ async def test_response_cancel_and_not_active(manual: Client) -> None:
     assert error["error"]["code"] == "conversation_already_has_active_response"
     assert error["error"]["event_id"] == "second"
     manual.send({"type": "response.cancel"})
-    done = manual.sink.events[-1]
+    done, limits = manual.sink.events[-2:]  # at once, and the rate limits right after it
     assert done["type"] == "response.done" and done["response"]["status_details"]["reason"] == "client_cancelled"
+    assert limits["type"] == "rate_limits.updated"
     manual.send({"type": "response.create"})  # allowed right away
     await manual.sink.wait_for("response.done", 2)
     manual.validate_all()
