@@ -104,6 +104,10 @@ class _Reply:
     prelude_ms: float = 0.0
 
 
+def _calls_a_tool(response: dict) -> bool:
+    return any(o.get("type") == "function_call" for o in response.get("output") or ())
+
+
 class SatelliteConversation:
     """A `MediaSink` for one satellite session."""
 
@@ -124,6 +128,8 @@ class SatelliteConversation:
         self._loop = asyncio.get_running_loop()
         self.phase = Phase.LISTENING
         self._reply: _Reply | None = None
+        #: A reply stream left open by a tool call, for its follow-up response to go on in.
+        self._continued: _Reply | None = None
         self._last_frame_at = self._loop.time()
         self._last_seq: int | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -218,7 +224,7 @@ class SatelliteConversation:
                 self._turn_ended()
             case ev.ResponseCreated():
                 if self.phase is not Phase.CLOSED:
-                    self._reply = _Reply(response_id=event.response["id"])
+                    self._reply = self._next_reply(event.response["id"])
             case ev.OutputAudioTranscriptDone():
                 if self._reply is not None and event.response_id == self._reply.response_id:
                     self._reply.text = event.transcript
@@ -296,6 +302,12 @@ class SatelliteConversation:
         assert reply is not None
         reply.done = True
         status = response.get("status")
+        if reply.started and status == "completed" and _calls_a_tool(response):
+            # "Okay." before a Home Assistant call: the call's follow-up response goes on in
+            # the same reply stream, so the satellite plays both as one reply.
+            self._continued, self._reply = reply, None
+            self._set_timer(self.settings.ack_timeout_s + reply.sent_ms / 1000, self._follow_up_timeout)
+            return
         if reply.started:
             self._send_reply(reply, np.zeros(0, dtype=np.int16), end=True)
             expects = reply.text.rstrip().endswith("?") if self._expects_reply is None else self._expects_reply
@@ -312,12 +324,36 @@ class SatelliteConversation:
             message = error.get("message") or "the speech engine failed"
             self.outbox.command(self.satellite_id, ErrorEvent(ErrorCode.INTERNAL, message, session_id=self.session_id))
             self._close(f"response failed: {message}")
-        elif response.get("output") and any(o.get("type") == "function_call" for o in response["output"]):
+        elif _calls_a_tool(response):
             self._reply = None  # a server-side tool runs; its follow-up response speaks
         else:
             self._close(f"response {status} without audio", notify=SessionEndReason.DONE)
 
+    def _next_reply(self, response_id: str) -> _Reply:
+        """The reply for a new response: a fresh stream, or the one a tool call left open."""
+        before, self._continued = self._continued, None
+        if before is None:
+            return _Reply(response_id=response_id)
+        self._cancel_timer()
+        own = before.sent_ms - before.prelude_ms
+        self.session.report_playback(Playback(before.response_id, played_ms=own, finished=True))
+        return _Reply(response_id=response_id, started=True, seq=before.seq, sent_ms=before.sent_ms,
+                      pending=before.pending, prelude_ms=before.sent_ms)
+
+    def _follow_up_timeout(self) -> None:
+        """A tool call's follow-up never came: end the reply stream that waited for it."""
+        reply, self._continued = self._continued, None
+        if reply is None or self.closed:
+            return
+        _LOGGER.warning("%s: no follow-up after a tool call; ending the reply", self.satellite_id)
+        self._send_reply(reply, np.zeros(0, dtype=np.int16), end=True)
+        self.outbox.command(self.satellite_id, ReplyEnd(self.session_id, last_seq=reply.seq, expects_reply=False,
+                                                        text=reply.text or None))
+        self.phase = Phase.AWAITING_ACK
+        self._set_timer(reply.sent_ms / 1000 + self.settings.ack_timeout_s, self._ack_timeout)
+
     def _listen(self) -> None:
+        self._continued = None
         self._reply = None
         self._last_seq = None
         self._last_frame_at = self._loop.time()
@@ -368,7 +404,7 @@ class SatelliteConversation:
         self.phase = Phase.CLOSED
         self.close_reason = reason
         self._cancel_timer()
-        self._reply = None
+        self._reply = self._continued = None
         if notify is not None:
             self.outbox.command(self.satellite_id, SessionEnd(self.session_id, reason=notify))
         _LOGGER.info("%s: session %s closed (%s)", self.satellite_id, self.session_id, reason)

@@ -183,3 +183,52 @@ def test_a_hung_home_assistant_is_a_spoken_failure_within_3_s_and_a_new_catalog_
         satellite.close()
         ha.close()
 
+
+
+@dataclass
+class AcknowledgingEngine(IntentsEngine):
+    """Says "Okay." before a device command's call, as the cascade's acknowledgement does."""
+
+    async def respond(self, request: ResponseRequest, *, on_mark: Callable[[str, float], None] | None = None
+                      ) -> AsyncIterator[ResponseChunk]:
+        chunks = [chunk async for chunk in super().respond(request, on_mark=on_mark)]
+        if any(isinstance(chunk, OutputFunctionCall) for chunk in chunks):
+            yield OutputText("Okay.")
+            yield OutputAudio(tone(300, 0.2, 330.0).astype(np.int16), 16000)
+        for chunk in chunks:
+            yield chunk
+
+
+def test_an_acknowledgement_and_the_calls_confirmation_are_one_reply(tmp_path: Path) -> None:
+    """The satellite hears "Okay.", the call goes to Home Assistant, then the confirmation: one stream."""
+    from hearth.wire import ReplyStart
+
+    engine = AcknowledgingEngine(transcript="turn on the kitchen light")
+    context, port = start_scripted_server(tmp_path, engine)
+    with context as running:
+        server = ScriptedServer(running, engine, port)
+        calls: list[ToolCall] = []
+
+        def answer(call: ToolCall) -> ToolResult:
+            calls.append(call)
+            return ToolResult(call.call_id, result={"speech": {}, "response_type": "action_done", "data": {
+                "success": [{"name": "Kitchen light", "type": "entity", "id": "light.kitchen"}], "failed": []}})
+
+        ha = FakeHomeAssistant(server.broker_port, server_credentials(server.server), answer)
+        satellite = _ready(server, ha)
+        try:
+            session_id = _speak(satellite)
+            end = satellite.wait_for(ReplyEnd, timeout=10)
+            assert len(calls) == 1 and calls[0].name == "HassTurnOn"
+            assert len(satellite.commands(ReplyStart)) == 1, "one reply stream for both responses"
+            assert "kitchen light" in (end.text or "").lower(), end.text  # the confirmation ends the stream
+            frames = [f for f in satellite.received.frames if f.session_id == session_id]
+            assert [f.seq for f in frames] == list(range(len(frames))), "one numbering across both responses"
+            assert end.last_seq == frames[-1].seq and frames[-1].end
+            # ~300 ms of "Okay." and ~200 ms of confirmation, both in the stream
+            assert sum(len(f.pcm) for f in frames) // 2 >= 16000 * 0.45
+            satellite.event(PlaybackFinished(session_id, played_ms=500))
+            satellite.wait_for(SessionEnd, timeout=5)
+        finally:
+            satellite.close()
+            ha.close()
