@@ -322,7 +322,7 @@ async def run(args: argparse.Namespace) -> list[Condition]:
     import aiohttp
 
     print("synthesizing the victim's utterances with piper ...", flush=True)
-    utterances = synthesize(SPOKEN)
+    utterances = synthesize(SPOKEN, ["piper:1.0"])  # piper joe at its own speed, as before
     loads = hostile_loads(utterances)
     chosen = [name for name in loads if not args.only or name in args.only.split(",")]
     results: list[Condition] = []

@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 
 # The same speech trimming and noise floor as the WebSocket latency benchmark.
-from latency import noise, speech_in_noise, to_int16  # noqa: E402 - bench/ is on sys.path when run as a script
+from latency import DEFAULT_VOICES, noise, speech_in_noise, to_int16  # noqa: E402 - bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -106,8 +106,10 @@ def synthesize(phrases: list[str]) -> list[Utterance]:
     rng = np.random.default_rng(7)
     chunk24 = RATE_WS * CHUNK_MS // 1000
     out = []
-    for text in phrases:
-        mixed, voiced_ms = speech_in_noise(voice, text, RATE_WS, chunk24, rng)
+    for index, text in enumerate(phrases):
+        # the latency benchmark's voices in turn, none of them the voice the tests train on
+        speaker = DEFAULT_VOICES.split(",")[index % len(DEFAULT_VOICES.split(","))]
+        mixed, voiced_ms, _ = speech_in_noise(speaker, voice, text, RATE_WS, chunk24, rng)
         pcm24 = to_int16(mixed)
         # 24 kHz length is a multiple of 480, so 16 kHz is a multiple of 320: same chunk boundaries.
         pcm16 = to_int16(soxr.resample(mixed, RATE_WS, RATE_MQTT))[: len(pcm24) * 2 // 3]
@@ -487,7 +489,7 @@ def main() -> int:
 
     from tests.server_harness import free_port
 
-    print("synthesizing", len(PHRASES), "utterances with piper ...", flush=True)
+    print("synthesizing", len(PHRASES), "utterances (espeak-ng en-us, en-us+f3, piper joe at 1.3x) ...", flush=True)
     utterances = synthesize(PHRASES)
     rng = np.random.default_rng(11)
     results: dict[str, list[Turn]] = {}

@@ -48,6 +48,9 @@ _LOGGER = logging.getLogger(__name__)
 
 #: The shortest commit upstream accepts.
 MIN_COMMIT_MS = 100
+#: server_vad: shortest silence for which the fast guess runs beside the speculative
+#: transcription (its held reply is ready by the commit); a shorter silence commits first.
+GUESS_MIN_SILENCE_MS = 350
 #: Longest a turn's full transcription waits for its held reply's first audio (s).
 HOLD_STT_S = 1.0
 #: In VAD mode, silence older than the prefix padding is dropped once the buffer exceeds this.
@@ -276,9 +279,14 @@ class InputStage:
                 self._silence_began_at = time.monotonic()
             case "silence_settled":
                 start = self._speech_start if vad is not None and self.speech_item else self.buffer.start
-                # The fast guess first, alone on the CPU (~40 ms); the full transcription after it.
-                if vad is not None and self.speech_item is not None and self._start_guess(start, signal.sample):
-                    self._deferred = (start, signal.sample)
+                semantic = isinstance(vad, SemanticVad)
+                guess = vad is not None and self.speech_item is not None and (
+                    semantic or vad.silence_duration_ms >= GUESS_MIN_SILENCE_MS)
+                if guess and self._start_guess(start, signal.sample):
+                    if semantic:  # the guess may end the turn: alone on the CPU first (~80 ms)
+                        self._deferred = (start, signal.sample)
+                    else:  # the silence ends it: the full transcript must be ready by then
+                        self._speculate(start, signal.sample)
                 else:
                     self._speculate(start, signal.sample)
             case "speech_resumed":
