@@ -209,9 +209,13 @@ class ReplyTrack(MediaStreamTrack):
                     loop.call_soon_threadsafe(self._packets.put_nowait, packet)
         except RuntimeError as err:  # the loop closed under the track
             _LOGGER.debug("reply track clock stopped: %s", err)
-        finally:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(self._packets.put_nowait, None)
+            return
+        except Exception:  # an encoder failure ends the track (the sender stops) instead of stalling it
+            _LOGGER.exception("reply track clock failed")
+        try:
+            loop.call_soon_threadsafe(self._packets.put_nowait, None)
+        except RuntimeError:
+            pass  # the loop is gone: nobody waits for the track
 
     async def recv(self) -> av.Packet:
         if self.readyState != "live":
