@@ -129,15 +129,14 @@ class Probe:
 
         rtcrtpreceiver.RemoteStreamTrack.recv = recv
 
-        reply_frame = webrtc.ReplyTrack._frame  # the track's clock thread builds each frame here
+        reply_recv = webrtc.ReplyTrack.recv
 
-        def track_frame(self: Any, pts: int) -> Any:
-            frame = reply_frame(self, pts)
-            with _LOCK:
-                probe.reply_frames.append((time.monotonic(), id(self), int(frame.pts), _peak(frame)))
+        async def track_recv(self: Any) -> Any:
+            frame = await reply_recv(self)
+            probe.reply_frames.append((time.monotonic(), id(self), int(frame.pts), _peak(frame)))
             return frame
 
-        webrtc.ReplyTrack._frame = track_frame
+        webrtc.ReplyTrack.recv = track_recv
 
         reply_audio = webrtc.CallSink.reply_audio
 

@@ -40,27 +40,19 @@ class FrameClock:
         """The pts of the frame last released (-samples before the first)."""
         return self._pts
 
-    def advance(self) -> tuple[int, float]:
-        """Step to the next frame: its pts and the seconds until it is due (0 when due or overdue).
-
-        Synchronous, so that a thread can keep the schedule as well as the event loop.
-        """
+    async def next(self) -> int:
+        """Wait until the next frame is due; its pts."""
         self._pts += self.samples
         now = time.monotonic()
         if self._start is None:
             self._start = now
-            return self._pts, 0.0
+            return self._pts
         wait = self._start + self._pts / self.rate - now
-        if wait < -MAX_LAG_S:
-            self._start = now - self._pts / self.rate
-        return self._pts, max(wait, 0.0)
-
-    async def next(self) -> int:
-        """Wait until the next frame is due; its pts."""
-        pts, wait = self.advance()
         if wait > 0:
             await asyncio.sleep(wait)
-        return pts
+        elif wait < -MAX_LAG_S:
+            self._start = now - self._pts / self.rate
+        return self._pts
 
 
 def audio_frame(samples: np.ndarray, pts: int, rate: int = MEDIA_RATE) -> av.AudioFrame:

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import fractions
 import json
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -27,7 +25,6 @@ import av
 import numpy as np
 from aiohttp import BodyPartReader, web
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
-from aiortc.codecs.opus import OpusEncoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -48,8 +45,6 @@ from .client_secrets import (
     session_defaults_for,
 )
 from .media_clock import FRAME_SAMPLES, MEDIA_RATE, FrameClock, audio_frame
-
-_OPUS_TIME_BASE = fractions.Fraction(1, MEDIA_RATE)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -93,23 +88,12 @@ class _Reply:
 
 PlayedCallback = Callable[[str, str | None, float, bool], None]
 
-#: The reply track builds and Opus-encodes each frame this long before it is due, in its own thread,
-#: so that the event loop only has to send a ready packet (see ReplyTrack).
-ENCODE_LEAD_S = 0.003
-
 
 class ReplyTrack(MediaStreamTrack):
     """An audio track paced in real time: reply audio when there is some, silence otherwise.
 
-    A browser sizes its jitter buffer from how evenly packets arrive against their RTP time,
-    so the track keeps its 20 ms clock in a thread of its own: it builds each frame and
-    encodes it (aiortc's Opus encoder) ENCODE_LEAD_S before the frame is due, and hands the
-    event loop a ready packet, which aiortc's sender only packs and sends. The loop's timers,
-    aiortc's encoder hop to the default executor and back, and the threads of speech
-    recognition and synthesis between and around replies then no longer add up on every frame.
-
-    `on_played(response_id, item_id, played_ms, finished)` is called on the event loop when a
-    reply's first frame goes out and when it ends (drained after its response finished, or cut off).
+    `on_played(response_id, item_id, played_ms, finished)` is called when a reply's first
+    frame goes out and when it ends (drained after its response finished, or cut off).
     """
 
     kind = "audio"
@@ -118,34 +102,26 @@ class ReplyTrack(MediaStreamTrack):
         super().__init__()
         self._on_played = on_played
         self._replies: deque[_Reply] = deque()
-        self._lock = threading.Lock()  # the replies, shared by the loop and the clock thread
         self._clock = FrameClock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._packets: asyncio.Queue[av.Packet | None] = asyncio.Queue()
-        self._thread: threading.Thread | None = None
-        self._halt = threading.Event()
 
     def push(self, response_id: str, item_id: str | None, pcm: np.ndarray) -> None:
-        if not len(pcm):
-            return
-        with self._lock:
-            self._reply(response_id, item_id).queued.append(np.asarray(pcm, dtype=np.int16))
+        reply = self._reply(response_id, item_id)
+        if reply is not None and len(pcm):
+            reply.queued.append(np.asarray(pcm, dtype=np.int16))
 
     def finish_response(self, response_id: str) -> None:
         """No more audio comes for this response; it ends once its queue drains."""
-        with self._lock:
-            for reply in self._replies:
-                if reply.response_id == response_id:
-                    reply.generating = False
+        for reply in self._replies:
+            if reply.response_id == response_id:
+                reply.generating = False
 
     def flush(self) -> None:
         """Stop playing now (barge-in, `output_audio_buffer.clear`): every queued reply ends where it is."""
-        with self._lock:
-            replies, self._replies = self._replies, deque()
-        for reply in replies:
-            self._report(reply, True)
+        while self._replies:
+            reply = self._replies.popleft()
+            self._on_played(reply.response_id, reply.item_id, reply.played * 1000 / MEDIA_RATE, True)
 
-    def _reply(self, response_id: str, item_id: str | None) -> _Reply:
+    def _reply(self, response_id: str, item_id: str | None) -> _Reply | None:
         for reply in self._replies:
             if reply.response_id == response_id:
                 return reply
@@ -153,16 +129,7 @@ class ReplyTrack(MediaStreamTrack):
         self._replies.append(reply)
         return reply
 
-    def _report(self, reply: _Reply, finished: bool) -> None:
-        """A playback report, delivered on the loop in the order the reports were made (from either thread)."""
-        args = (reply.response_id, reply.item_id, reply.played * 1000 / MEDIA_RATE, finished)
-        if self._loop is None:  # not started: nothing has played yet
-            self._on_played(*args)
-        else:
-            self._loop.call_soon_threadsafe(self._on_played, *args)
-
     def _next_samples(self) -> np.ndarray:
-        """The next 20 ms of the track (clock thread, under the lock)."""
         out = np.zeros(FRAME_SAMPLES, dtype=np.int16)
         filled = 0
         while filled < FRAME_SAMPLES and self._replies:
@@ -171,7 +138,7 @@ class ReplyTrack(MediaStreamTrack):
                 if reply.generating:
                     break  # the engine is behind: play silence and wait for more
                 self._replies.popleft()
-                self._report(reply, True)
+                self._on_played(reply.response_id, reply.item_id, reply.played * 1000 / MEDIA_RATE, True)
                 continue
             chunk = reply.queued[0]
             take = min(len(chunk), FRAME_SAMPLES - filled)
@@ -184,54 +151,14 @@ class ReplyTrack(MediaStreamTrack):
             reply.played += take
             if not reply.reported_start:
                 reply.reported_start = True
-                self._report(reply, False)
+                self._on_played(reply.response_id, reply.item_id, reply.played * 1000 / MEDIA_RATE, False)
         return out
 
-    def _frame(self, pts: int) -> av.AudioFrame:
-        with self._lock:
-            return audio_frame(self._next_samples(), pts)
-
-    def _run_clock(self) -> None:
-        """The clock thread: each frame built and encoded ENCODE_LEAD_S before it is due."""
-        encoder = OpusEncoder()
-        loop = self._loop
-        assert loop is not None
-        try:
-            while not self._halt.is_set():
-                pts, wait = self._clock.advance()
-                if wait > ENCODE_LEAD_S:
-                    self._halt.wait(wait - ENCODE_LEAD_S)
-                payloads, timestamp = encoder.encode(self._frame(pts))
-                for payload in payloads:
-                    packet = av.Packet(payload)
-                    packet.pts = timestamp
-                    packet.time_base = _OPUS_TIME_BASE
-                    loop.call_soon_threadsafe(self._packets.put_nowait, packet)
-        except RuntimeError as err:  # the loop closed under the track
-            _LOGGER.debug("reply track clock stopped: %s", err)
-            return
-        except Exception:  # an encoder failure ends the track (the sender stops) instead of stalling it
-            _LOGGER.exception("reply track clock failed")
-        try:
-            loop.call_soon_threadsafe(self._packets.put_nowait, None)
-        except RuntimeError:
-            pass  # the loop is gone: nobody waits for the track
-
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        if self._thread is None:
-            self._loop = asyncio.get_running_loop()
-            self._thread = threading.Thread(target=self._run_clock, name="hearth-reply-clock", daemon=True)
-            self._thread.start()
-        packet = await self._packets.get()
-        if packet is None or self.readyState != "live":
-            raise MediaStreamError
-        return packet
-
-    def stop(self) -> None:
-        super().stop()
-        self._halt.set()
+        pts = await self._clock.next()
+        return audio_frame(self._next_samples(), pts)
 
 
 def downmix(frame: av.AudioFrame) -> np.ndarray:
