@@ -8,7 +8,7 @@ browser) opens a call to the in-process default server from the console's origin
 the reply track through an <audio> element, asks for spoken replies over `oai-events`,
 and reads the inbound audio stream's WebRTC stats: `jitterBufferDelay /
 jitterBufferEmittedCount` (how long each sample waited in NetEq), `jitterBufferTargetDelay`
-and `jitterBufferMinimumDelay`, over the idle track and over the replies.
+and `jitterBufferMinimumDelay`, over the idle track and over the replies (the target also per reply).
 
     .venv/bin/python bench/browser_jitter.py            # ~40 s; prints ms and 20 ms frames
 """
@@ -96,22 +96,27 @@ def main(argv: list[str] | None = None) -> int:
                 start = page.evaluate("window.__snap()")
                 page.wait_for_timeout(int(args.idle_s * 1000))
                 idle = page.evaluate("window.__snap()")
+                marks = [idle]
                 for n in range(args.replies):
                     page.evaluate("(t) => window.__ask(t)", "What's the date today?" if n % 2 else "What time is it?")
                     page.wait_for_function(f"window.__done >= {n + 1}", timeout=30_000)
                     page.wait_for_timeout(2500)  # the reply plays out
-                replies = page.evaluate("window.__snap()")
+                    marks.append(page.evaluate("window.__snap()"))
+                replies = marks[-1]
             finally:
                 browser.close()
     result = {"chromium": version,
               "idle": {k: per_sample_ms(start, idle, k) for k in ("delay", "target", "minimum")},
               "replies": {k: per_sample_ms(idle, replies, k) for k in ("delay", "target", "minimum")},
+              "per_reply_target": [per_sample_ms(a, b, "target") for a, b in zip(marks, marks[1:])],
               "packets": replies["received"], "concealed_samples": replies["concealed"] - start["concealed"]}
     print(f"Chromium {version}, Hearth's reply track on loopback (20 ms Opus frames):")
     for phase in ("idle", "replies"):
         ms = result[phase]
         print(f"  {phase:8} NetEq delay per sample {ms['delay']:.1f} ms ({ms['delay'] / 20:.2f} frames); "
               f"target {ms['target']:.1f} ms, minimum {ms['minimum']:.1f} ms")
+    print("  target per reply (ask -> 2.5 s after response.done): "
+          + ", ".join(f"{ms:.0f}" for ms in result["per_reply_target"] if ms is not None) + " ms")
     print(f"  {result['packets']} packets, {result['concealed_samples']} samples concealed")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
