@@ -13,7 +13,9 @@ A job cannot be stopped once it runs, so a worker must be free when a quiet sess
 turn arrives: bulk work never occupies the last free worker, and while another owner is
 active (it has work queued or running, or used the pool in the last `ACTIVE_WINDOW_S`)
 an owner that already has a job running does not take the last free worker either.
-A session alone may use every worker.
+A session alone may use every worker, and so may a light one (its busy time under
+`LIGHT_USE_S`, as a conversation's turns are) while no other owner has work waiting:
+a turn's reply speech then runs beside its own transcription instead of after it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ _ANONYMOUS = WorkOwner("", "live")
 USAGE_HALF_LIFE_S = 10.0
 #: An owner that used the pool this recently (s) still counts as active for the reserve rule.
 ACTIVE_WINDOW_S = 60.0
+#: Decayed busy seconds up to which an owner may take the last free worker while nobody else
+#: waits: a spoken conversation (~1 s of inference a turn) stays under it, a flood does not.
+LIGHT_USE_S = 5.0
 _POOLS: weakref.WeakSet[FairExecutor] = weakref.WeakSet()
 
 
@@ -61,10 +66,11 @@ class _Usage:
 
 class FairExecutor(Executor):
     def __init__(self, max_workers: int, thread_name_prefix: str = "hearth-infer",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, light_use_s: float = LIGHT_USE_S) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self.max_workers = max_workers
+        self.light_use_s = light_use_s
         self._clock = clock
         self._lock = threading.Condition()
         #: owner -> its queued work, in arrival order; owners in round-robin order.
@@ -106,7 +112,7 @@ class FairExecutor(Executor):
             return {owner: round(usage.decayed(now), 3) for owner, usage in self._usage.items()}
 
     def _others_active(self, owner: str, now: float) -> bool:
-        if any(other != owner for queues in self._queues.values() for other in queues):
+        if self._others_waiting(owner):
             return True
         # Work outside any session (the models' warm-up) counts only while it runs.
         return any(other != owner and (usage.running or (other and now - usage.last_used < ACTIVE_WINDOW_S))
@@ -117,7 +123,14 @@ class FairExecutor(Executor):
         if self.max_workers == 1 or self._running < self.max_workers - 1:
             return True
         usage = self._usage.get(owner)
-        return usage is None or usage.running == 0 or not self._others_active(owner, now)
+        if usage is None or usage.running == 0:
+            return True
+        if usage.decayed(now) <= self.light_use_s and not self._others_waiting(owner):
+            return True
+        return not self._others_active(owner, now)
+
+    def _others_waiting(self, owner: str) -> bool:
+        return any(other != owner for queues in self._queues.values() for other in queues)
 
     def _next(self) -> tuple[str, str, Future[Any], Callable[[], Any]] | None:
         """The next job: live before bulk; within a priority, the owner that used the workers least lately."""

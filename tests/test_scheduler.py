@@ -124,7 +124,7 @@ def test_the_owner_that_used_the_workers_least_lately_goes_first() -> None:
 
 
 def test_while_another_session_is_active_no_session_holds_every_worker() -> None:
-    pool = FairExecutor(2)
+    pool = FairExecutor(2, light_use_s=-1.0)  # nobody counts as light here (see the test below)
     release = threading.Event()
     started: list[str] = []
 
@@ -150,4 +150,57 @@ def test_a_session_alone_uses_every_worker() -> None:
     both = threading.Barrier(2, timeout=2)
     futures = [submit_as(pool, WorkOwner("alone"), both.wait) for _ in range(2)]
     assert sorted(f.result(5) for f in futures) == [0, 1]  # both ran at once, or the barrier broke
+    pool.shutdown()
+
+
+def test_a_light_session_takes_the_last_worker_while_nobody_waits_and_a_heavy_one_does_not() -> None:
+    """A conversation's reply speech runs beside its own transcription; a flood keeps the reserve."""
+    clock = FakeClock()
+    pool = FairExecutor(2, clock=clock, light_use_s=5.0)
+
+    def busy(seconds: float) -> None:
+        clock.now += seconds
+
+    submit_as(pool, WorkOwner("other"), busy, 0.1).result(2)  # another session, active just now
+    submit_as(pool, WorkOwner("heavy"), busy, 20.0).result(2)
+    clock.now += 1.0
+    for owner, expect_both in (("light", True), ("heavy", False)):
+        release = threading.Event()
+        started: list[int] = []
+
+        def slow(tag: int) -> int:
+            started.append(tag)
+            release.wait(5)
+            return tag
+
+        jobs = [submit_as(pool, WorkOwner(owner), slow, i) for i in range(2)]
+        time.sleep(0.2)
+        assert len(started) == (2 if expect_both else 1), owner
+        release.set()
+        assert sorted(job.result(5) for job in jobs) == [0, 1]
+    pool.shutdown()
+
+
+def test_a_light_session_leaves_the_last_worker_to_another_that_waits() -> None:
+    pool = FairExecutor(2)
+    release = threading.Event()
+    order: list[str] = []
+
+    def slow(tag: str) -> str:
+        order.append(tag)
+        release.wait(5)
+        return tag
+
+    gate = threading.Event()
+    blocker = submit_as(pool, WorkOwner("x"), gate.wait)  # one worker busy elsewhere
+    first = submit_as(pool, WorkOwner("light"), slow, "light-1")
+    time.sleep(0.1)
+    waiting = submit_as(pool, WorkOwner("light"), slow, "light-2")
+    other = submit_as(pool, WorkOwner("victim"), slow, "victim")
+    gate.set()  # a worker frees up: the waiting other session goes before light's second job
+    time.sleep(0.2)
+    assert order[:2] == ["light-1", "victim"], order
+    release.set()
+    for future in (blocker, first, waiting, other):
+        future.result(5)
     pool.shutdown()
