@@ -18,7 +18,7 @@ thinking task (and so the brain's stream) and stops piper after the sentence
 in progress; `respond` returns only once both have let go.
 
 Latency: when the brain's answer starts with a function call (a device command),
-the reply first says `acknowledge` ("Okay.") from audio synthesized once and cached,
+the reply first says `acknowledge` ("Okay."), a short piece piper replays from its cache,
 so the user hears within milliseconds that the command was understood. Each session
 also gets `end_of_turn`, the fast judge the session's staged end of turn asks
 (short-window Whisper + the intents matcher, `fast_stt.py`), when the brain has an
@@ -224,20 +224,16 @@ class CascadeEngine:
                 if isinstance(item, OutputFunctionCallDelta | OutputFunctionCall | OutputUsage):
                     yield item
                     continue
-                if isinstance(item, _Ack):
-                    yield OutputText(delta=item.text)
-                    for audio in await self._acknowledgement(item.text, request):
-                        marks.once(MARK_FIRST_AUDIO)
-                        yield audio
-                    marks.once(MARK_ACK)
-                    continue
-                yield OutputText(delta=item)
-                if is_speakable(item):
-                    speech = self._speak(item, request)
+                text = item.text if isinstance(item, _Ack) else item
+                yield OutputText(delta=text)
+                if is_speakable(text):
+                    speech = self._speak(text, request)
                     async with _closing(speech):
                         async for audio in speech:
                             marks.once(MARK_FIRST_AUDIO)
                             yield audio
+                if isinstance(item, _Ack):
+                    marks.once(MARK_ACK)
         finally:
             thinking.cancel()
             await asyncio.wait([thinking])
@@ -290,12 +286,6 @@ class CascadeEngine:
             queue.put_nowait(_BrainEnd(exc))
         else:
             queue.put_nowait(_BrainEnd(None))
-
-    async def _acknowledgement(self, text: str, request: ResponseRequest) -> list[OutputAudio]:
-        """The acknowledgement's audio in this voice and speed (a short piece: piper's cache replays it)."""
-        speech = self._speak(text, request)
-        async with _closing(speech):
-            return [audio async for audio in speech]
 
     async def _speak(self, sentence: str, request: ResponseRequest) -> AsyncIterator[OutputAudio]:
         rate = self._synthesizer.sample_rate_for(request.voice)

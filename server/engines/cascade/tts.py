@@ -128,7 +128,8 @@ class PiperSynthesizer:
         the current sentence; it returns once the worker has let go.
         """
         path = self.voice_path(voice)
-        key = (path, float(speed), text.strip()) if len(text.strip()) <= SHORT_PIECE_CHARS else None
+        piece = text.strip()
+        key = (path, float(speed), piece) if len(piece) <= SHORT_PIECE_CHARS else None
         if key is not None:
             cached = self._short.get(key)
             if cached is not None:
