@@ -309,15 +309,7 @@ class SatelliteConversation:
             self._set_timer(self.settings.ack_timeout_s + reply.sent_ms / 1000, self._follow_up_timeout)
             return
         if reply.started:
-            self._send_reply(reply, np.zeros(0, dtype=np.int16), end=True)
-            expects = reply.text.rstrip().endswith("?") if self._expects_reply is None else self._expects_reply
-            self._expects_reply = None
-            self.outbox.command(self.satellite_id, ReplyEnd(self.session_id, last_seq=reply.seq,
-                                                            expects_reply=expects, text=reply.text or None))
-            _LOGGER.info("%s: replied %r (%.0f ms%s)", self.satellite_id, reply.text, reply.sent_ms,
-                         ", expects a reply" if expects else "")
-            self.phase = Phase.AWAITING_ACK
-            self._set_timer(reply.sent_ms / 1000 + self.settings.ack_timeout_s, self._ack_timeout)
+            self._end_reply(reply)
             return
         if status == "failed":
             error = ((response.get("status_details") or {}).get("error") or {})
@@ -346,9 +338,18 @@ class SatelliteConversation:
         if reply is None or self.closed:
             return
         _LOGGER.warning("%s: no follow-up after a tool call; ending the reply", self.satellite_id)
+        self._reply = reply  # the satellite's playback-finished is for this stream
+        self._end_reply(reply)
+
+    def _end_reply(self, reply: _Reply) -> None:
+        """Close the reply stream (the last frames, `reply-end`) and wait for the satellite's playback."""
         self._send_reply(reply, np.zeros(0, dtype=np.int16), end=True)
-        self.outbox.command(self.satellite_id, ReplyEnd(self.session_id, last_seq=reply.seq, expects_reply=False,
-                                                        text=reply.text or None))
+        expects = reply.text.rstrip().endswith("?") if self._expects_reply is None else self._expects_reply
+        self._expects_reply = None
+        self.outbox.command(self.satellite_id, ReplyEnd(self.session_id, last_seq=reply.seq,
+                                                        expects_reply=expects, text=reply.text or None))
+        _LOGGER.info("%s: replied %r (%.0f ms%s)", self.satellite_id, reply.text, reply.sent_ms,
+                     ", expects a reply" if expects else "")
         self.phase = Phase.AWAITING_ACK
         self._set_timer(reply.sent_ms / 1000 + self.settings.ack_timeout_s, self._ack_timeout)
 
